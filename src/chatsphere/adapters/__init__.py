@@ -1,0 +1,1 @@
+"""Implementations of the ports. The only package that imports drivers."""

@@ -1,0 +1,1 @@
+"""SQL store for SQLite (default) and PostgreSQL, on SQLAlchemy 2 async Core."""

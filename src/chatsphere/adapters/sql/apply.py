@@ -1,0 +1,497 @@
+"""Apply a batch of write commands in one transaction and number their events.
+
+Each room touched by the batch has its counter read (and on PostgreSQL locked, in a
+fixed order so concurrent nodes cannot deadlock) at the start. Commands are checked
+against the state they target *before* taking a ``seq``, so a refused command never
+leaves a gap. Message inserts, the bulk of the traffic, are deferred and written with
+one ``executemany`` per table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, bindparam, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ...clock import isoformat
+from ...domain.events import EventType, RoomEvent
+from ...domain.messages import MessageStatus
+from ...domain.rooms import MembershipState
+from ...errors import ChatError, ErrorCode, message_not_found, room_not_found
+from ...ports.store import (
+    AddMember,
+    AddReaction,
+    ChangeRole,
+    DeleteMessage,
+    EditMessage,
+    PostMessage,
+    RemoveMember,
+    RemoveReaction,
+    UpdateRoom,
+    WriteCommand,
+)
+from ...protocol.codec import room_event_frame
+from ...protocol.views import member_view, message_view, room_view
+from . import schema as t
+from .codec import (
+    dumps,
+    member_row,
+    message_row,
+    room_from_row,
+    search_text,
+    settings_to_json,
+    to_ms,
+)
+
+Outcome = RoomEvent | None | Exception
+
+
+@dataclass
+class _RoomState:
+    last_seq: int
+    member_count: int
+    max_participants: int
+
+
+@dataclass
+class _Pending:
+    """Rows collected for the deferred bulk inserts of this batch."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    mentions: list[dict[str, Any]] = field(default_factory=list)
+    replies: dict[str, int] = field(default_factory=dict)
+
+
+def _room_of(command: WriteCommand) -> str:
+    if isinstance(command, PostMessage):
+        return command.message.room_id
+    if isinstance(command, AddMember):
+        return command.member.room_id
+    return command.room_id
+
+
+class BatchApplier:
+    def __init__(self, dialect: str) -> None:
+        self._lock_rows = dialect == "postgresql"
+
+    async def apply(self, conn: AsyncConnection, commands: list[WriteCommand]) -> list[Outcome]:
+        room_ids = sorted({_room_of(c) for c in commands})
+        query = (
+            select(t.rooms.c.id, t.rooms.c.last_seq, t.rooms.c.member_count, t.rooms.c.settings)
+            .where(t.rooms.c.id.in_(room_ids))
+            .order_by(t.rooms.c.id)
+        )
+        if self._lock_rows:
+            query = query.with_for_update()
+        states = {
+            row.id: _RoomState(
+                row.last_seq,
+                row.member_count,
+                orjson.loads(row.settings).get("max_participants", 10_000),
+            )
+            for row in (await conn.execute(query))
+        }
+        pending = _Pending()
+        outcomes: list[Outcome] = []
+        for command in commands:
+            state = states.get(_room_of(command))
+            if state is None:
+                outcomes.append(room_not_found(_room_of(command)))
+                continue
+            try:
+                outcomes.append(await self._apply_one(conn, command, state, pending))
+            except ChatError as exc:
+                outcomes.append(exc)
+        await self._flush(conn, pending, states)
+        return outcomes
+
+    async def _flush(
+        self, conn: AsyncConnection, pending: _Pending, states: dict[str, _RoomState]
+    ) -> None:
+        if pending.messages:
+            await conn.execute(insert(t.messages), pending.messages)
+        if pending.mentions:
+            await conn.execute(insert(t.mentions), pending.mentions)
+        if pending.replies:
+            await conn.execute(
+                update(t.messages)
+                .where(t.messages.c.id == bindparam("target"))
+                .values(reply_count=t.messages.c.reply_count + bindparam("n")),
+                [{"target": k, "n": v} for k, v in pending.replies.items()],
+            )
+        if pending.events:
+            await conn.execute(insert(t.room_events), pending.events)
+            await conn.execute(
+                update(t.rooms)
+                .where(t.rooms.c.id == bindparam("target"))
+                .values(last_seq=bindparam("seq"), member_count=bindparam("members")),
+                [
+                    {"target": room_id, "seq": s.last_seq, "members": s.member_count}
+                    for room_id, s in states.items()
+                ],
+            )
+
+    def _event(
+        self,
+        pending: _Pending,
+        state: _RoomState,
+        room_id: str,
+        kind: EventType,
+        data: dict[str, Any],
+        at: datetime,
+        actor_id: str | None,
+        message_id: str | None = None,
+    ) -> RoomEvent:
+        state.last_seq += 1
+        seq = state.last_seq
+        data_json = orjson.dumps(data)
+        pending.events.append(
+            {
+                "room_id": room_id,
+                "seq": seq,
+                "type": kind.value,
+                "data": data_json.decode(),
+                "actor_id": actor_id,
+                "message_id": message_id,
+                "created_at": to_ms(at),
+            }
+        )
+        return RoomEvent(
+            room_id=room_id,
+            seq=seq,
+            type=kind,
+            data=data,
+            frame=room_event_frame(kind.value, room_id, seq, data_json),
+            actor_id=actor_id,
+            message_id=message_id,
+        )
+
+    async def _apply_one(
+        self, conn: AsyncConnection, command: WriteCommand, state: _RoomState, pending: _Pending
+    ) -> RoomEvent | None:
+        match command:
+            case PostMessage(message=draft):
+                message = replace(draft, seq=state.last_seq + 1)
+                event = self._event(
+                    pending,
+                    state,
+                    message.room_id,
+                    EventType.NEW_MESSAGE,
+                    message_view(message),
+                    message.created_at,
+                    message.sender_id,
+                    message.id,
+                )
+                pending.messages.append(message_row(message))
+                pending.mentions.extend(
+                    {
+                        "room_id": message.room_id,
+                        "user_id": user,
+                        "seq": message.seq,
+                        "message_id": message.id,
+                    }
+                    for user in message.mentions
+                    if user != message.sender_id
+                )
+                if message.reply_to:
+                    pending.replies[message.reply_to] = pending.replies.get(message.reply_to, 0) + 1
+                return event
+            case EditMessage():
+                return await self._edit(conn, command, state, pending)
+            case DeleteMessage():
+                return await self._delete(conn, command, state, pending)
+            case AddReaction() | RemoveReaction():
+                return await self._react(conn, command, state, pending)
+            case AddMember():
+                return await self._add_member(conn, command, state, pending)
+            case RemoveMember():
+                return await self._remove_member(conn, command, state, pending)
+            case ChangeRole():
+                result = await conn.execute(
+                    update(t.memberships)
+                    .where(
+                        and_(
+                            t.memberships.c.room_id == command.room_id,
+                            t.memberships.c.user_id == command.user_id,
+                        )
+                    )
+                    .values(role=command.role.value)
+                )
+                if result.rowcount == 0:
+                    raise ChatError(ErrorCode.NOT_A_MEMBER, f"{command.user_id!r} is not a member")
+                return self._event(
+                    pending,
+                    state,
+                    command.room_id,
+                    EventType.ROLE_CHANGED,
+                    {
+                        "userId": command.user_id,
+                        "role": command.role.value,
+                        "changedBy": command.actor_id,
+                    },
+                    command.at,
+                    command.actor_id,
+                )
+            case UpdateRoom():
+                return await self._update_room(conn, command, state, pending)
+        raise TypeError(f"unknown write command {command!r}")  # pragma: no cover
+
+    async def _live_message(self, conn: AsyncConnection, room_id: str, message_id: str) -> Any:
+        row = (
+            await conn.execute(
+                select(t.messages.c.status, t.messages.c.content).where(
+                    and_(t.messages.c.id == message_id, t.messages.c.room_id == room_id)
+                )
+            )
+        ).first()
+        if row is None:
+            raise message_not_found(message_id)
+        return row
+
+    async def _edit(
+        self, conn: AsyncConnection, command: EditMessage, state: _RoomState, pending: _Pending
+    ) -> RoomEvent:
+        row = await self._live_message(conn, command.room_id, command.message_id)
+        if row.status == MessageStatus.DELETED.value:
+            raise ChatError(ErrorCode.MESSAGE_DELETED, "the message was deleted")
+        at = to_ms(command.at)
+        await conn.execute(
+            insert(t.message_edits).values(
+                message_id=command.message_id,
+                content=row.content,
+                edited_at=at,
+                edited_by=command.editor_id,
+            )
+        )
+        await conn.execute(
+            update(t.messages)
+            .where(t.messages.c.id == command.message_id)
+            .values(
+                content=dumps(command.content),
+                search_text=search_text(command.content),
+                status=MessageStatus.EDITED.value,
+                updated_at=at,
+                mentions=dumps(command.mentions),
+            )
+        )
+        return self._event(
+            pending,
+            state,
+            command.room_id,
+            EventType.MESSAGE_EDITED,
+            {
+                "messageId": command.message_id,
+                "content": command.content,
+                "mentions": list(command.mentions),
+                "editedBy": command.editor_id,
+                "updatedAt": isoformat(command.at),
+            },
+            command.at,
+            command.editor_id,
+            command.message_id,
+        )
+
+    async def _delete(
+        self, conn: AsyncConnection, command: DeleteMessage, state: _RoomState, pending: _Pending
+    ) -> RoomEvent | None:
+        row = await self._live_message(conn, command.room_id, command.message_id)
+        if row.status == MessageStatus.DELETED.value:
+            return None
+        at = to_ms(command.at)
+        await conn.execute(
+            update(t.messages)
+            .where(t.messages.c.id == command.message_id)
+            .values(
+                content="{}",
+                search_text=None,
+                status=MessageStatus.DELETED.value,
+                updated_at=at,
+                mentions="[]",
+            )
+        )
+        await conn.execute(
+            delete(t.reactions).where(t.reactions.c.message_id == command.message_id)
+        )
+        await conn.execute(delete(t.mentions).where(t.mentions.c.message_id == command.message_id))
+        await conn.execute(
+            delete(t.message_edits).where(t.message_edits.c.message_id == command.message_id)
+        )
+        await self._scrub_events(conn, command.message_id)
+        return self._event(
+            pending,
+            state,
+            command.room_id,
+            EventType.MESSAGE_DELETED,
+            {
+                "messageId": command.message_id,
+                "deletedBy": command.actor_id,
+                "deletedAt": isoformat(command.at),
+            },
+            command.at,
+            command.actor_id,
+            command.message_id,
+        )
+
+    async def _scrub_events(self, conn: AsyncConnection, message_id: str) -> None:
+        """Remove a deleted message's content from the event log, so resume can't replay it."""
+        rows = (
+            await conn.execute(
+                select(
+                    t.room_events.c.room_id,
+                    t.room_events.c.seq,
+                    t.room_events.c.type,
+                    t.room_events.c.data,
+                ).where(t.room_events.c.message_id == message_id)
+            )
+        ).all()
+        for row in rows:
+            data = orjson.loads(row.data)
+            if row.type == EventType.NEW_MESSAGE.value:
+                data.update(
+                    content={}, status=MessageStatus.DELETED.value, mentions=[], reactions=[]
+                )
+            elif row.type == EventType.MESSAGE_EDITED.value:
+                data.update(content={}, mentions=[])
+            else:
+                continue
+            await conn.execute(
+                update(t.room_events)
+                .where(and_(t.room_events.c.room_id == row.room_id, t.room_events.c.seq == row.seq))
+                .values(data=dumps(data))
+            )
+
+    async def _react(
+        self,
+        conn: AsyncConnection,
+        command: AddReaction | RemoveReaction,
+        state: _RoomState,
+        pending: _Pending,
+    ) -> RoomEvent | None:
+        row = await self._live_message(conn, command.room_id, command.message_id)
+        if row.status == MessageStatus.DELETED.value:
+            raise ChatError(ErrorCode.MESSAGE_DELETED, "the message was deleted")
+        key = and_(
+            t.reactions.c.message_id == command.message_id,
+            t.reactions.c.user_id == command.user_id,
+            t.reactions.c.emoji == command.emoji,
+        )
+        if isinstance(command, AddReaction):
+            if (await conn.execute(select(t.reactions.c.emoji).where(key))).first():
+                return None
+            await conn.execute(
+                insert(t.reactions).values(
+                    message_id=command.message_id,
+                    user_id=command.user_id,
+                    emoji=command.emoji,
+                    created_at=to_ms(command.at),
+                )
+            )
+            kind = EventType.REACTION_ADDED
+        else:
+            if (await conn.execute(delete(t.reactions).where(key))).rowcount == 0:
+                return None
+            kind = EventType.REACTION_REMOVED
+        return self._event(
+            pending,
+            state,
+            command.room_id,
+            kind,
+            {"messageId": command.message_id, "emoji": command.emoji, "userId": command.user_id},
+            command.at,
+            command.user_id,
+            command.message_id,
+        )
+
+    async def _add_member(
+        self, conn: AsyncConnection, command: AddMember, state: _RoomState, pending: _Pending
+    ) -> RoomEvent | None:
+        member = command.member
+        key = and_(
+            t.memberships.c.room_id == member.room_id, t.memberships.c.user_id == member.user_id
+        )
+        existing = (await conn.execute(select(t.memberships.c.state).where(key))).first()
+        joining = member.state is MembershipState.JOINED
+        if existing is not None and (existing.state == MembershipState.JOINED.value or not joining):
+            return None
+        if joining and state.member_count >= state.max_participants:
+            raise ChatError(
+                ErrorCode.ROOM_FULL, "the room is full", {"maxParticipants": state.max_participants}
+            )
+        if existing is None:
+            await conn.execute(insert(t.memberships).values(member_row(member)))
+        else:
+            await conn.execute(
+                update(t.memberships)
+                .where(key)
+                .values(state=MembershipState.JOINED.value, joined_at=to_ms(member.joined_at))
+            )
+        if joining:
+            state.member_count += 1
+        kind = EventType.USER_JOINED if joining else EventType.USER_INVITED
+        data = member_view(member)
+        if not joining:
+            data["invitedBy"] = command.actor_id
+        return self._event(
+            pending, state, member.room_id, kind, data, member.joined_at, command.actor_id
+        )
+
+    async def _remove_member(
+        self, conn: AsyncConnection, command: RemoveMember, state: _RoomState, pending: _Pending
+    ) -> RoomEvent | None:
+        key = and_(
+            t.memberships.c.room_id == command.room_id, t.memberships.c.user_id == command.user_id
+        )
+        existing = (await conn.execute(select(t.memberships.c.state).where(key))).first()
+        if existing is None:
+            return None
+        await conn.execute(delete(t.memberships).where(key))
+        if existing.state == MembershipState.JOINED.value:
+            state.member_count -= 1
+        reason = "left" if command.actor_id == command.user_id else "removed"
+        return self._event(
+            pending,
+            state,
+            command.room_id,
+            EventType.USER_LEFT,
+            {"userId": command.user_id, "reason": reason, "removedBy": command.actor_id},
+            command.at,
+            command.actor_id,
+        )
+
+    async def _update_room(
+        self, conn: AsyncConnection, command: UpdateRoom, state: _RoomState, pending: _Pending
+    ) -> RoomEvent:
+        values: dict[str, Any] = {"updated_at": to_ms(command.at)}
+        if command.name is not None:
+            values["name"] = command.name
+        if command.description is not None:
+            values["description"] = command.description
+        if command.metadata is not None:
+            values["metadata"] = dumps(command.metadata)
+        if command.settings is not None:
+            values["settings"] = settings_to_json(command.settings)
+            values["is_private"] = command.settings.is_private
+            state.max_participants = command.settings.max_participants
+        await conn.execute(update(t.rooms).where(t.rooms.c.id == command.room_id).values(values))
+        row = (
+            (await conn.execute(select(t.rooms).where(t.rooms.c.id == command.room_id)))
+            .mappings()
+            .one()
+        )
+        room = replace(
+            room_from_row(row), last_seq=state.last_seq + 1, member_count=state.member_count
+        )
+        return self._event(
+            pending,
+            state,
+            command.room_id,
+            EventType.ROOM_UPDATED,
+            {"room": room_view(room), "changedBy": command.actor_id},
+            command.at,
+            command.actor_id,
+        )

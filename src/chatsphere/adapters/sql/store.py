@@ -1,0 +1,482 @@
+"""SqlStore: the Store port on SQLAlchemy 2 async Core, for SQLite and PostgreSQL.
+
+SQLite runs in WAL mode with one write connection (``BEGIN IMMEDIATE``) fed by the
+group-commit writer, and a separate pool for reads. PostgreSQL shares one pool;
+per-room counters are locked with ``SELECT … FOR UPDATE`` so several nodes can write.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, and_, event, func, insert, literal_column, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from ...domain.events import EventType, RoomEvent
+from ...domain.messages import Message, MessageEdit, MessageStatus, Reaction
+from ...domain.rooms import Member, MembershipState, Room, RoomSummary
+from ...errors import ChatError, ErrorCode
+from ...ports.store import CommitListener, StoredEvent, WriteCommand
+from ...protocol.codec import room_event_frame
+from ...protocol.views import member_view, room_view
+from . import schema as t
+from .apply import BatchApplier, Outcome
+from .codec import (
+    dumps,
+    from_ms_required,
+    member_from_row,
+    member_row,
+    message_from_row,
+    room_from_row,
+    settings_to_json,
+    to_ms,
+)
+from .writer import GroupCommitWriter
+
+log = logging.getLogger(__name__)
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _alembic_upgrade(connection: Connection) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+class SqlStore:
+    """Durable store. Construct, then ``await open()``."""
+
+    def __init__(
+        self, url: str, *, write_batch_max: int = 512, sqlite_synchronous: str = "FULL"
+    ) -> None:
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
+        if self.dialect == "sqlite" and parsed.database in (None, "", ":memory:"):
+            # In-memory SQLite is one database per connection; use a private file instead.
+            self._tempdir = tempfile.TemporaryDirectory(prefix="chatsphere-")
+            parsed = parsed.set(database=str(Path(self._tempdir.name) / "chatsphere.db"))
+        self.url = parsed
+        self._synchronous = sqlite_synchronous
+        self._write_engine: AsyncEngine
+        self._read_engine: AsyncEngine
+        self._applier = BatchApplier(self.dialect)
+        self._writer: GroupCommitWriter[WriteCommand, Outcome] = GroupCommitWriter(
+            self._run_batch, write_batch_max
+        )
+        self._listener: CommitListener = lambda events: None
+
+    # -- lifecycle -------------------------------------------------------------
+    async def open(self) -> None:
+        if self.dialect == "sqlite":
+            if self.url.database:
+                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            self._write_engine = create_async_engine(
+                self.url, pool_size=1, max_overflow=0, connect_args={"timeout": 30}
+            )
+            self._read_engine = create_async_engine(
+                self.url, pool_size=8, max_overflow=8, connect_args={"timeout": 30}
+            )
+            self._configure_sqlite(self._write_engine, "BEGIN IMMEDIATE")
+            self._configure_sqlite(self._read_engine, "BEGIN")
+        else:
+            self._write_engine = create_async_engine(self.url, pool_size=10, max_overflow=10)
+            self._read_engine = self._write_engine
+        async with self._write_engine.begin() as conn:
+            await conn.run_sync(_alembic_upgrade)
+        self._writer.start()
+
+    def _configure_sqlite(self, engine: AsyncEngine, begin: str) -> None:
+        synchronous = self._synchronous
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            conn.exec_driver_sql(begin)
+
+    async def close(self) -> None:
+        await self._writer.close()
+        await self._write_engine.dispose()
+        if self._read_engine is not self._write_engine:
+            await self._read_engine.dispose()
+        if self._tempdir is not None:
+            self._tempdir.cleanup()
+
+    async def ping(self) -> bool:
+        try:
+            async with self._read_engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:  # health check: any failure means "not healthy"
+            log.exception("store ping failed")
+            return False
+        return True
+
+    def set_commit_listener(self, listener: CommitListener) -> None:
+        self._listener = listener
+
+    @property
+    def write_stats(self) -> tuple[int, int, int]:
+        """(batches committed, commands committed, commands waiting)."""
+        return self._writer.batches, self._writer.items, self._writer.pending
+
+    # -- writes ----------------------------------------------------------------
+    async def commit(self, command: WriteCommand) -> RoomEvent | None:
+        return await self._writer.submit(command)
+
+    async def _run_batch(self, commands: list[WriteCommand]) -> list[Outcome]:
+        try:
+            async with self._write_engine.begin() as conn:
+                outcomes = await self._applier.apply(conn, commands)
+        except IntegrityError as exc:
+            if len(commands) == 1:
+                # Unique keys guard idempotent sends and event numbering.
+                raise ChatError(ErrorCode.CONFLICT, "conflicts with a stored record") from exc
+            raise
+        committed = [o for o in outcomes if isinstance(o, RoomEvent)]
+        if committed:
+            try:
+                self._listener(committed)
+            except Exception:  # fan-out failure must not un-acknowledge a durable write
+                log.exception("commit listener failed")
+        return outcomes
+
+    async def create_room(
+        self, room: Room, members: Sequence[Member], dm_key: str | None
+    ) -> RoomEvent:
+        joined = sum(1 for m in members if m.state is MembershipState.JOINED)
+        data = {
+            "room": room_view(replace(room, last_seq=1, member_count=joined)),
+            "members": [member_view(m) for m in members],
+        }
+        data_json = orjson.dumps(data)
+        try:
+            async with self._write_engine.begin() as conn:
+                await conn.execute(
+                    insert(t.rooms).values(
+                        id=room.id,
+                        type=room.type.value,
+                        name=room.name,
+                        description=room.description,
+                        created_by=room.created_by,
+                        is_private=room.settings.is_private,
+                        settings=settings_to_json(room.settings),
+                        metadata=dumps(room.metadata),
+                        created_at=to_ms(room.created_at),
+                        updated_at=None,
+                        last_seq=1,
+                        member_count=joined,
+                        dm_key=dm_key,
+                    )
+                )
+                if members:
+                    await conn.execute(insert(t.memberships), [member_row(m) for m in members])
+                await conn.execute(
+                    insert(t.room_events).values(
+                        room_id=room.id,
+                        seq=1,
+                        type=EventType.ROOM_CREATED.value,
+                        data=data_json.decode(),
+                        actor_id=room.created_by,
+                        message_id=None,
+                        created_at=to_ms(room.created_at),
+                    )
+                )
+        except IntegrityError as exc:
+            raise ChatError(ErrorCode.CONFLICT, "that room already exists") from exc
+        return RoomEvent(
+            room_id=room.id,
+            seq=1,
+            type=EventType.ROOM_CREATED,
+            data=data,
+            frame=room_event_frame(EventType.ROOM_CREATED.value, room.id, 1, data_json),
+            actor_id=room.created_by,
+        )
+
+    async def mark_read(self, room_id: str, user_id: str, seq: int) -> int:
+        key = and_(t.memberships.c.room_id == room_id, t.memberships.c.user_id == user_id)
+        async with self._write_engine.begin() as conn:
+            await conn.execute(
+                update(t.memberships)
+                .where(and_(key, t.memberships.c.last_read_seq < seq))
+                .values(last_read_seq=seq)
+            )
+            stored = (await conn.execute(select(t.memberships.c.last_read_seq).where(key))).scalar()
+        if stored is None:
+            raise ChatError(ErrorCode.NOT_A_MEMBER, f"not a member of room {room_id!r}")
+        return int(stored)
+
+    # -- reads -----------------------------------------------------------------
+    async def _one(self, query: Any) -> Any:
+        async with self._read_engine.connect() as conn:
+            return (await conn.execute(query)).mappings().first()
+
+    async def _all(self, query: Any) -> list[Any]:
+        async with self._read_engine.connect() as conn:
+            return list((await conn.execute(query)).mappings().all())
+
+    async def get_room(self, room_id: str) -> Room | None:
+        row = await self._one(select(t.rooms).where(t.rooms.c.id == room_id))
+        return room_from_row(row) if row else None
+
+    async def find_dm(self, dm_key: str) -> Room | None:
+        row = await self._one(select(t.rooms).where(t.rooms.c.dm_key == dm_key))
+        return room_from_row(row) if row else None
+
+    async def list_public_rooms(self, limit: int, offset: int, query: str | None) -> list[Room]:
+        stmt = select(t.rooms).where(t.rooms.c.is_private.is_(False))
+        if query:
+            stmt = stmt.where(t.rooms.c.name.ilike(f"%{_escape_like(query)}%", escape="\\"))
+        stmt = stmt.order_by(t.rooms.c.member_count.desc(), t.rooms.c.created_at.desc())
+        return [room_from_row(r) for r in await self._all(stmt.limit(limit).offset(offset))]
+
+    async def list_user_rooms(self, user_id: str) -> list[RoomSummary]:
+        m, msg, men = t.memberships, t.messages, t.mentions
+        unread = (
+            select(func.count())
+            .where(
+                msg.c.room_id == m.c.room_id,
+                msg.c.seq > m.c.last_read_seq,
+                msg.c.sender_id != user_id,
+                msg.c.status != MessageStatus.DELETED.value,
+            )
+            .scalar_subquery()
+        )
+        unread_mentions = (
+            select(func.count())
+            .where(
+                men.c.room_id == m.c.room_id,
+                men.c.user_id == user_id,
+                men.c.seq > m.c.last_read_seq,
+            )
+            .scalar_subquery()
+        )
+        stmt = (
+            select(
+                t.rooms,
+                m.c.role,
+                m.c.state,
+                m.c.joined_at,
+                m.c.invited_by,
+                m.c.last_read_seq,
+                m.c.user_id,
+                m.c.room_id,
+                unread.label("unread"),
+                unread_mentions.label("unread_mentions"),
+            )
+            .join(m, m.c.room_id == t.rooms.c.id)
+            .where(m.c.user_id == user_id)
+            .order_by(t.rooms.c.last_seq.desc())
+        )
+        return [
+            RoomSummary(
+                room=room_from_row(r),
+                member=member_from_row(r),
+                unread_count=r["unread"],
+                unread_mentions=r["unread_mentions"],
+            )
+            for r in await self._all(stmt)
+        ]
+
+    async def get_member(self, room_id: str, user_id: str) -> Member | None:
+        row = await self._one(
+            select(t.memberships).where(
+                and_(t.memberships.c.room_id == room_id, t.memberships.c.user_id == user_id)
+            )
+        )
+        return member_from_row(row) if row else None
+
+    async def list_members(self, room_id: str) -> list[Member]:
+        rows = await self._all(
+            select(t.memberships)
+            .where(t.memberships.c.room_id == room_id)
+            .order_by(t.memberships.c.joined_at)
+        )
+        return [member_from_row(r) for r in rows]
+
+    async def user_room_ids(self, user_id: str) -> list[str]:
+        rows = await self._all(
+            select(t.memberships.c.room_id).where(
+                and_(
+                    t.memberships.c.user_id == user_id,
+                    t.memberships.c.state == MembershipState.JOINED.value,
+                )
+            )
+        )
+        return [r["room_id"] for r in rows]
+
+    async def _with_reactions(self, rows: list[Any]) -> list[Message]:
+        if not rows:
+            return []
+        ids = [r["id"] for r in rows]
+        reaction_rows = await self._all(
+            select(t.reactions.c.message_id, t.reactions.c.emoji, t.reactions.c.user_id)
+            .where(t.reactions.c.message_id.in_(ids))
+            .order_by(t.reactions.c.created_at)
+        )
+        grouped: dict[str, dict[str, list[str]]] = defaultdict(dict)
+        for r in reaction_rows:
+            grouped[r["message_id"]].setdefault(r["emoji"], []).append(r["user_id"])
+        return [
+            message_from_row(
+                row,
+                tuple(Reaction(e, tuple(users)) for e, users in grouped.get(row["id"], {}).items()),
+            )
+            for row in rows
+        ]
+
+    async def get_message(self, message_id: str) -> Message | None:
+        row = await self._one(select(t.messages).where(t.messages.c.id == message_id))
+        return (await self._with_reactions([row]))[0] if row else None
+
+    async def find_by_client_id(
+        self, room_id: str, sender_id: str, client_message_id: str
+    ) -> Message | None:
+        row = await self._one(
+            select(t.messages).where(
+                and_(
+                    t.messages.c.room_id == room_id,
+                    t.messages.c.sender_id == sender_id,
+                    t.messages.c.client_message_id == client_message_id,
+                )
+            )
+        )
+        return (await self._with_reactions([row]))[0] if row else None
+
+    async def history(
+        self, room_id: str, before: int | None, after: int | None, limit: int
+    ) -> list[Message]:
+        stmt = select(t.messages).where(t.messages.c.room_id == room_id)
+        if after is not None:
+            stmt = stmt.where(t.messages.c.seq > after)
+        if before is not None:
+            stmt = stmt.where(t.messages.c.seq < before)
+        if after is not None and before is None:
+            rows = await self._all(stmt.order_by(t.messages.c.seq).limit(limit))
+        else:
+            rows = await self._all(stmt.order_by(t.messages.c.seq.desc()).limit(limit))
+            rows.reverse()
+        return await self._with_reactions(rows)
+
+    async def thread(self, message_id: str, limit: int) -> list[Message]:
+        rows = await self._all(
+            select(t.messages)
+            .where(t.messages.c.reply_to == message_id)
+            .order_by(t.messages.c.seq)
+            .limit(limit)
+        )
+        return await self._with_reactions(rows)
+
+    async def search(self, room_id: str, query: str, limit: int) -> list[Message]:
+        terms = [w for w in query.split() if w.strip('"')]
+        if not terms:
+            return []
+        if self.dialect == "sqlite":
+            match = " ".join('"' + w.replace('"', '""') + '"' for w in terms)
+            hits = (
+                select(literal_column("rowid"))
+                .select_from(text("messages_fts"))
+                .where(text("messages_fts MATCH :match").bindparams(match=match))
+            )
+            stmt = (
+                select(t.messages)
+                .where(t.messages.c.room_id == room_id, t.messages.c.pk.in_(hits))
+                .order_by(t.messages.c.seq.desc())
+                .limit(limit)
+            )
+        else:
+            stmt = (
+                select(t.messages)
+                .where(t.messages.c.room_id == room_id)
+                .where(
+                    text(
+                        "to_tsvector('simple', coalesce(search_text, '')) @@ "
+                        "plainto_tsquery('simple', :query)"
+                    ).bindparams(query=" ".join(terms))
+                )
+                .order_by(t.messages.c.seq.desc())
+                .limit(limit)
+            )
+        return await self._with_reactions(await self._all(stmt))
+
+    async def edit_history(self, message_id: str) -> list[MessageEdit]:
+        rows = await self._all(
+            select(t.message_edits)
+            .where(t.message_edits.c.message_id == message_id)
+            .order_by(t.message_edits.c.pk)
+        )
+        return [
+            MessageEdit(
+                message_id=r["message_id"],
+                content=orjson.loads(r["content"]),
+                edited_at=from_ms_required(r["edited_at"]),
+                edited_by=r["edited_by"],
+            )
+            for r in rows
+        ]
+
+    async def events_after(self, room_id: str, after_seq: int, limit: int) -> list[StoredEvent]:
+        rows = await self._all(
+            select(t.room_events.c.seq, t.room_events.c.type, t.room_events.c.data)
+            .where(and_(t.room_events.c.room_id == room_id, t.room_events.c.seq > after_seq))
+            .order_by(t.room_events.c.seq)
+            .limit(limit)
+        )
+        return [
+            StoredEvent(
+                room_id,
+                r["seq"],
+                r["type"],
+                room_event_frame(r["type"], room_id, r["seq"], r["data"].encode()),
+            )
+            for r in rows
+        ]
+
+    async def unread_count(self, room_id: str, user_id: str) -> tuple[int, int]:
+        member = await self.get_member(room_id, user_id)
+        if member is None:
+            return 0, 0
+        async with self._read_engine.connect() as conn:
+            unread = (
+                await conn.execute(
+                    select(func.count()).where(
+                        t.messages.c.room_id == room_id,
+                        t.messages.c.seq > member.last_read_seq,
+                        t.messages.c.sender_id != user_id,
+                        t.messages.c.status != MessageStatus.DELETED.value,
+                    )
+                )
+            ).scalar_one()
+            mentions = (
+                await conn.execute(
+                    select(func.count()).where(
+                        t.mentions.c.room_id == room_id,
+                        t.mentions.c.user_id == user_id,
+                        t.mentions.c.seq > member.last_read_seq,
+                    )
+                )
+            ).scalar_one()
+        return int(unread), int(mentions)
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

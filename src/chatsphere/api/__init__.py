@@ -1,0 +1,1 @@
+"""REST API on HTTP_PORT: ``/api/v1``, ``/health``, ``/metrics``, OpenAPI and AsyncAPI."""

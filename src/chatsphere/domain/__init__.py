@@ -1,0 +1,1 @@
+"""Pure rules and values: no asyncio, SQL, JSON or sockets."""

@@ -1,0 +1,120 @@
+"""One client connection's transport-facing state: writes, subscriptions, resume seam."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from ..auth import Principal
+from ..ports.bus import Delivery
+from ..protocol.closecodes import CloseCode
+
+log = logging.getLogger(__name__)
+
+
+class Transport(Protocol):
+    """What a connection needs from the WebSocket library."""
+
+    def write_text(self, data: bytes) -> None:
+        """Queue one text frame without waiting."""
+        ...
+
+    def buffered(self) -> int:
+        """Bytes written but not yet accepted by the kernel."""
+        ...
+
+    def is_open(self) -> bool: ...
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake (never blocks)."""
+        ...
+
+
+class Connection:
+    """A client session on this node.
+
+    Writes never block: frames go to the transport's buffer, which is bounded by
+    ``max_buffer`` bytes; a consumer that lets it fill is closed with 4000 (slow
+    consumer) so it cannot hold the room back, and it resumes after reconnecting.
+    """
+
+    __slots__ = (
+        "_replaying",
+        "channels",
+        "connection_id",
+        "max_buffer",
+        "principal",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        connection_id: str,
+        principal: Principal,
+        transport: Transport,
+        max_buffer: int,
+    ) -> None:
+        self.connection_id = connection_id
+        self.principal = principal
+        self.transport = transport
+        self.max_buffer = max_buffer
+        self.channels: set[str] = set()
+        self._replaying: dict[str, list[Delivery]] | None = None
+
+    @property
+    def user_id(self) -> str:
+        return self.principal.user_id
+
+    def write(self, frame: bytes) -> bool:
+        """Queue ``frame``; False if the connection is closed or was just dropped as slow."""
+        transport = self.transport
+        if not transport.is_open():
+            return False
+        if transport.buffered() > self.max_buffer:
+            self.close(CloseCode.SLOW_CONSUMER, "slow consumer: send queue full")
+            return False
+        transport.write_text(frame)
+        return True
+
+    def close(self, code: int, reason: str) -> None:
+        # The handler's exit unregisters the connection; never mutate the hub from here,
+        # since this can run while the hub is iterating a channel.
+        if self.transport.is_open():
+            self.transport.close(code, reason)
+
+    def deliver(self, delivery: Delivery) -> None:
+        """A live delivery from the hub; held back while its channel is replaying."""
+        if self._replaying is not None and delivery.seq is not None:
+            held = self._replaying.get(delivery.channel)
+            if held is not None:
+                held.append(delivery)
+                return
+        self.write(delivery.frame)
+
+    def begin_replay(self, channel: str) -> None:
+        """Hold live events of ``channel`` until :meth:`end_replay` (subscribe after this)."""
+        if self._replaying is None:
+            self._replaying = {}
+        self._replaying[channel] = []
+
+    def end_replay(self, channel: str, replayed_up_to: int) -> int:
+        """Release held events newer than the replay; returns how many were released."""
+        held = self._replaying.pop(channel, []) if self._replaying else []
+        if not self._replaying:
+            self._replaying = None
+        released = 0
+        for delivery in held:
+            if delivery.seq is not None and delivery.seq > replayed_up_to:
+                self.write(delivery.frame)
+                released += 1
+        return released
+
+    def abort_replay(self, channel: str) -> None:
+        """Drop held events unreleased (the caller may not see this channel after all)."""
+        if self._replaying is not None:
+            self._replaying.pop(channel, None)
+            if not self._replaying:
+                self._replaying = None
+
+    def is_replaying(self, channel: str) -> bool:
+        return self._replaying is not None and channel in self._replaying

@@ -1,0 +1,187 @@
+"""Client frames → service calls → acks, errors and replays. No business rules here."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..domain.messages import Message
+from ..errors import ChatError, ErrorCode
+from ..ports.bus import room_channel
+from ..protocol import frames as f
+from ..protocol.codec import FrameError, ack_frame, decode_frame, error_frame, server_frame
+from ..protocol.views import member_view, message_view, presence_view, room_view
+from ..services.messages import MessageService
+from ..services.presence import PresenceService
+from ..services.rooms import RoomService
+from .connection import Connection
+from .hub import Hub
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    """Runs one frame for one connection and writes its answer.
+
+    Frames of a connection are handled one after another, so a client's sends
+    commit in the order it sent them.
+    """
+
+    def __init__(
+        self,
+        hub: Hub,
+        rooms: RoomService,
+        messages: MessageService,
+        presence: PresenceService,
+        max_rooms_per_connection: int,
+    ) -> None:
+        self._hub = hub
+        self._rooms = rooms
+        self._messages = messages
+        self._presence = presence
+        self._max_rooms = max_rooms_per_connection
+        self.frames = 0
+        self.errors = 0
+
+    async def handle(self, conn: Connection, raw: str | bytes) -> None:
+        self.frames += 1
+        frame_id: str | int | None = None
+        try:
+            if isinstance(raw, bytes | bytearray | memoryview):
+                raise FrameError(ErrorCode.INVALID_FRAME, "binary frames are not supported")
+            frame = decode_frame(raw)
+            frame_id = frame.id
+            result = await self._run(conn, frame)
+        except FrameError as exc:
+            self.errors += 1
+            conn.write(error_frame(exc, exc.frame_id))
+            return
+        except ChatError as exc:
+            self.errors += 1
+            conn.write(error_frame(exc, frame_id))
+            return
+        except Exception:
+            self.errors += 1
+            log.exception("frame failed for %s", conn.user_id)
+            conn.write(error_frame(ChatError(ErrorCode.INTERNAL_ERROR, "internal error"), frame_id))
+            return
+        if frame_id is not None:
+            conn.write(ack_frame(frame_id, result))
+
+    async def _run(self, conn: Connection, frame: f.Frame) -> Any:
+        user = conn.user_id
+        match frame:
+            case f.SendMessage():
+                sent = await self._messages.send_message(
+                    user,
+                    frame.roomId,
+                    frame.content,
+                    message_type=frame.messageType,
+                    client_message_id=frame.clientMessageId,
+                    reply_to=frame.replyTo,
+                    metadata=frame.metadata,
+                )
+                self._presence.message_sent(frame.roomId, user)
+                body = message_view(sent.message)
+                if sent.duplicate:
+                    body["duplicate"] = True
+                return body
+            case f.JoinRoom():
+                return await self._join(conn, frame)
+            case f.LeaveRoom():
+                await self._rooms.remove_member(user, frame.roomId, user)
+                await self._hub.unsubscribe(conn, room_channel(frame.roomId))
+                return {"roomId": frame.roomId}
+            case f.Typing():
+                await self._presence.set_typing(user, frame.roomId, frame.isTyping)
+                return None
+            case f.UpdatePresence():
+                presence = await self._presence.update(user, frame.status, frame.customStatus)
+                return presence_view(presence)
+            case f.AddReaction():
+                return _view(await self._messages.add_reaction(user, frame.messageId, frame.emoji))
+            case f.RemoveReaction():
+                return _view(
+                    await self._messages.remove_reaction(user, frame.messageId, frame.emoji)
+                )
+            case f.EditMessage():
+                return _view(
+                    await self._messages.edit_message(user, frame.messageId, frame.content)
+                )
+            case f.DeleteMessage():
+                return _view(await self._messages.delete_message(user, frame.messageId))
+            case f.MarkRead():
+                seq = await self._messages.mark_read(user, frame.roomId, frame.seq)
+                return {"roomId": frame.roomId, "seq": seq}
+            case f.GetHistory():
+                found = await self._messages.history(
+                    user, frame.roomId, before=frame.before, after=frame.after, limit=frame.limit
+                )
+                return {"roomId": frame.roomId, "messages": [message_view(m) for m in found]}
+            case f.Resume():
+                return await self._resume(conn, frame)
+            case f.Ping():
+                conn.write(server_frame("pong", None))
+                return None
+        raise ChatError(ErrorCode.UNKNOWN_TYPE, "unsupported frame")  # pragma: no cover
+
+    def _check_room_limit(self, conn: Connection, channel: str) -> None:
+        if channel not in conn.channels and len(conn.channels) > self._max_rooms:
+            raise ChatError(
+                ErrorCode.TOO_MANY_ROOMS,
+                f"a connection may listen to at most {self._max_rooms} rooms",
+            )
+
+    async def _join(self, conn: Connection, frame: f.JoinRoom) -> dict[str, Any]:
+        channel = room_channel(frame.roomId)
+        self._check_room_limit(conn, channel)
+        room, member, event = await self._rooms.join_room(conn.user_id, frame.roomId)
+        since = frame.sinceSeq
+        if since is None and event is not None:
+            since = event.seq - 1  # the joiner sees its own user_joined, and everything after
+        body: dict[str, Any] = {"room": room_view(room), "membership": member_view(member)}
+        if since is None or channel in conn.channels:
+            await self._hub.subscribe(conn, channel)
+            body["lastSeq"] = room.last_seq
+            return body
+        body.update(await self._replay(conn, frame.roomId, since))
+        return body
+
+    async def _replay(self, conn: Connection, room_id: str, since: int) -> dict[str, Any]:
+        """Subscribe first, then read the gap, then release live events newer than it."""
+        channel = room_channel(room_id)
+        conn.begin_replay(channel)
+        last = since
+        try:
+            await self._hub.subscribe(conn, channel)
+            events = await self._messages.replay(conn.user_id, room_id, since)
+            for event in events:
+                conn.write(event.frame)
+                last = event.seq
+        except ChatError as exc:
+            if exc.code is ErrorCode.RESUME_GAP_TOO_LARGE:
+                conn.end_replay(channel, last)  # still a member: live events flow on
+            else:
+                conn.abort_replay(channel)
+                await self._hub.unsubscribe(conn, channel)
+            return {"replayed": 0, "lastSeq": last, "error": exc.to_dict()}
+        except BaseException:
+            conn.abort_replay(channel)
+            await self._hub.unsubscribe(conn, channel)
+            raise
+        conn.end_replay(channel, last)
+        return {"replayed": len(events), "lastSeq": last}
+
+    async def _resume(self, conn: Connection, frame: f.Resume) -> dict[str, Any]:
+        if len(frame.rooms) > self._max_rooms:
+            raise ChatError(
+                ErrorCode.TOO_MANY_ROOMS, f"resume at most {self._max_rooms} rooms at once"
+            )
+        results: dict[str, Any] = {}
+        for room_id, last_seq in frame.rooms.items():
+            results[room_id] = await self._replay(conn, room_id, last_seq)
+        return {"rooms": results}
+
+
+def _view(message: Message) -> dict[str, Any]:
+    return message_view(message)

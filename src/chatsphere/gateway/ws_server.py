@@ -1,0 +1,210 @@
+"""The WebSocket listener on WS_PORT, on the ``websockets`` library.
+
+Chosen over the ASGI WebSocket path by measurement (see bench/RESULTS.md): frames are
+written straight into the library's protocol object, the same bytes to every
+recipient. The listener also answers ``GET /health``; everything else HTTP lives on
+HTTP_PORT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+
+from ..auth import Principal, TokenAuthority
+from ..errors import ChatError
+from ..ids import new_id
+from ..protocol.closecodes import CloseCode
+from ..protocol.codec import server_frame
+from ..services.presence import PresenceService
+from .connection import Connection
+from .dispatch import Dispatcher
+from .heartbeat import Heartbeat
+from .hub import Hub
+
+log = logging.getLogger(__name__)
+
+
+class WebsocketsTransport:
+    """:class:`~chatsphere.gateway.connection.Transport` over a websockets connection."""
+
+    __slots__ = ("_protocol", "_transport", "ws")
+
+    def __init__(self, ws: ServerConnection) -> None:
+        self.ws = ws
+        self._protocol = ws.protocol
+        self._transport = ws.transport
+
+    def write_text(self, data: bytes) -> None:
+        self._protocol.send_text(data)
+        self.ws.send_data()
+
+    def buffered(self) -> int:
+        return int(self._transport.get_write_buffer_size())
+
+    def is_open(self) -> bool:
+        return self._protocol.state is State.OPEN
+
+    def close(self, code: int, reason: str) -> None:
+        asyncio.get_running_loop().create_task(self.ws.close(code, reason))
+
+
+def _json_response(status: HTTPStatus, body: Any) -> Response:
+    data = orjson.dumps(body)
+    headers = Headers(
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(data))),
+            ("Connection", "close"),
+        ]
+    )
+    return Response(status.value, status.phrase, headers, data)
+
+
+class WebSocketListener:
+    def __init__(
+        self,
+        *,
+        hub: Hub,
+        dispatcher: Dispatcher,
+        presence: PresenceService,
+        authority: TokenAuthority,
+        health: Callable[[], dict[str, Any]],
+        max_connections: int,
+        max_payload: int,
+        send_queue_bytes: int,
+        heartbeat_interval: float,
+        heartbeat_timeout: float,
+    ) -> None:
+        self._hub = hub
+        self._dispatcher = dispatcher
+        self._presence = presence
+        self._authority = authority
+        self._health = health
+        self._max_connections = max_connections
+        self._max_payload = max_payload
+        self._send_queue_bytes = send_queue_bytes
+        self._principals: dict[ServerConnection, Principal] = {}
+        self._server: Server | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self.heartbeat = Heartbeat(heartbeat_interval, heartbeat_timeout, self._ping)
+        self.refused = 0
+        self.heartbeat_interval = heartbeat_interval
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self, host: str, port: int) -> None:
+        self._server = await serve(
+            self._handle,
+            host,
+            port,
+            process_request=self._process_request,
+            max_size=self._max_payload,
+            compression=None,  # per-message deflate costs CPU and ~64 KB per connection
+            ping_interval=None,  # our Heartbeat spreads pings; see heartbeat.py
+            close_timeout=5,
+            max_queue=64,
+            server_header="ChatSphere",
+        )
+        self.heartbeat.start()
+
+    async def _ping(self, conn: Connection) -> asyncio.Future[float]:
+        transport = conn.transport
+        assert isinstance(transport, WebsocketsTransport)
+        return await transport.ws.ping()
+
+    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        parts = urlsplit(request.path)
+        if parts.path == "/health":
+            return _json_response(HTTPStatus.OK, self._health())
+        if parts.path != "/ws":
+            return _json_response(
+                HTTPStatus.NOT_FOUND,
+                {"error": {"code": "not_found", "message": "WebSocket endpoint is /ws"}},
+            )
+        if len(self._hub) + len(self._principals) >= self._max_connections:
+            self.refused += 1
+            return _json_response(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                {
+                    "error": {
+                        "code": "service_unavailable",
+                        "message": "node is at WS_MAX_CONNECTIONS; try again later",
+                    }
+                },
+            )
+        try:
+            principal = self._authority.authenticate(
+                dict(parse_qsl(parts.query)), request.headers.get("Authorization")
+            )
+        except ChatError as exc:
+            return _json_response(HTTPStatus.UNAUTHORIZED, {"error": exc.to_dict()})
+        self._principals[ws] = principal
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        principal = self._principals.pop(ws, None)
+        if principal is None:  # pragma: no cover - process_request always sets it
+            await ws.close(CloseCode.UNAUTHORIZED, "unauthorized")
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        conn = Connection(new_id(), principal, WebsocketsTransport(ws), self._send_queue_bytes)
+        self._hub.register(conn)
+        try:
+            await self._hub.subscribe(conn, f"user:{conn.user_id}")
+            conn.write(
+                server_frame(
+                    "connected",
+                    {
+                        "userId": conn.user_id,
+                        "sessionId": conn.connection_id,
+                        "heartbeatInterval": self.heartbeat_interval,
+                    },
+                )
+            )
+            await self._presence.connected(conn.user_id, conn.connection_id)
+            self.heartbeat.add(conn)
+            dispatch = self._dispatcher.handle
+            async for raw in ws:
+                await dispatch(conn, raw)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.heartbeat.remove(conn)
+            await self._hub.unregister(conn)
+            try:
+                await self._presence.disconnected(conn.user_id, conn.connection_id)
+            except Exception:  # the store may already be closing during shutdown
+                log.exception("presence update on disconnect failed")
+            if task is not None:
+                self._handlers.discard(task)
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop accepting, close every connection with 1001, wait for handlers to finish."""
+        if self._server is None:
+            return
+        self._server.close(close_connections=False)
+        for conn in list(self._hub.connections):
+            conn.close(CloseCode.GOING_AWAY, "server shutting down; reconnect and resume")
+        if self._handlers:
+            await asyncio.wait(set(self._handlers), timeout=grace)
+        await self.heartbeat.close()
+        self._server.close(close_connections=True)
+        await self._server.wait_closed()
+        self._server = None

@@ -1,0 +1,1 @@
+"""Interfaces (typing.Protocol) between the services and the adapters at the edge."""

@@ -1,0 +1,128 @@
+"""Decode client frames and encode server frames.
+
+Decoding turns any input (text or bytes) into a validated frame model or a
+:class:`~chatsphere.errors.ChatError` carrying the frame's ``id`` when one could be read.
+Encoding produces bytes once; the gateway writes the same bytes to every recipient.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from ..errors import ChatError, ErrorCode
+from .frames import FRAME_MODELS, ClientFrame, Frame
+
+_FRAME_ADAPTER: TypeAdapter[Frame] = TypeAdapter(ClientFrame)
+_MAX_ID_LENGTH = 128
+
+
+class FrameError(ChatError):
+    """A frame that could not be accepted; ``frame_id`` is echoed when it was readable."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        frame_id: str | int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(code, message, details)
+        self.frame_id = frame_id
+
+
+def _readable_id(obj: dict[str, Any]) -> str | int | None:
+    raw = obj.get("id")
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int) and abs(raw) <= 2**53:
+        return raw
+    if isinstance(raw, str) and len(raw) <= _MAX_ID_LENGTH:
+        return raw
+    return None
+
+
+def decode_frame(raw: str | bytes) -> Frame:
+    """Parse and validate one client frame.
+
+    Raises :class:`FrameError` with ``invalid_frame`` (not JSON, not an object),
+    ``unknown_type`` or ``invalid_payload`` (a field missing or of the wrong type).
+    """
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise FrameError(ErrorCode.INVALID_FRAME, f"frame is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise FrameError(ErrorCode.INVALID_FRAME, "frame must be a JSON object")
+    frame_id = _readable_id(obj)
+    kind = obj.get("type")
+    if not isinstance(kind, str) or kind not in FRAME_MODELS:
+        shown = kind if isinstance(kind, str) and len(kind) <= 64 else "?"
+        raise FrameError(
+            ErrorCode.UNKNOWN_TYPE,
+            f"unknown frame type {shown!r}",
+            frame_id,
+            {"known": sorted(FRAME_MODELS)},
+        )
+    try:
+        return FRAME_MODELS[kind].model_validate(obj)
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]}
+            for err in exc.errors(include_url=False, include_input=False)[:10]
+        ]
+        first = problems[0]
+        raise FrameError(
+            ErrorCode.INVALID_PAYLOAD,
+            f"{kind}: {first['field']}: {first['problem']}",
+            frame_id,
+            {"errors": problems},
+        ) from None
+
+
+def dumps(value: Any) -> bytes:
+    """JSON bytes, compact, UTF-8 (non-ASCII kept as is)."""
+    return orjson.dumps(value)
+
+
+def room_event_frame(kind: str, room_id: str, seq: int, data_json: bytes) -> bytes:
+    """The wire frame of a room event from its already-encoded ``data``."""
+    return b"".join(
+        (
+            b'{"type":"',
+            kind.encode(),
+            b'","roomId":',
+            orjson.dumps(room_id),
+            b',"seq":',
+            str(seq).encode(),
+            b',"data":',
+            data_json,
+            b"}",
+        )
+    )
+
+
+def ephemeral_frame(kind: str, room_id: str | None, data: dict[str, Any]) -> bytes:
+    frame: dict[str, Any] = {"type": kind}
+    if room_id is not None:
+        frame["roomId"] = room_id
+    frame["data"] = data
+    return orjson.dumps(frame)
+
+
+def ack_frame(frame_id: str | int | None, data: Any = None) -> bytes:
+    return orjson.dumps({"type": "ack", "id": frame_id, "data": data})
+
+
+def error_frame(error: ChatError, frame_id: str | int | None = None) -> bytes:
+    body: dict[str, Any] = {"type": "error"}
+    if frame_id is not None:
+        body["id"] = frame_id
+    body["error"] = error.to_dict()
+    return orjson.dumps(body)
+
+
+def server_frame(kind: str, data: Any) -> bytes:
+    return orjson.dumps({"type": kind, "data": data})

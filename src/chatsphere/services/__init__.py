@@ -1,0 +1,1 @@
+"""Use cases. Ports come in through constructors; no adapter is imported here."""

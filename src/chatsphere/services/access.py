@@ -1,0 +1,83 @@
+"""Who may see and act in a room, with a short-lived cache of rooms and memberships.
+
+Sends are the hot path: checking membership in the database for each would cost a
+round trip per message. Entries are cached for ``ttl`` seconds and dropped at once
+when this node commits or receives a membership or room change for them, so a
+kicked user is refused on this node immediately and on other nodes within ``ttl``.
+"""
+
+from __future__ import annotations
+
+from ..clock import Clock
+from ..domain.events import EventType, RoomEvent
+from ..domain.rooms import Member, Room, can_see, require_joined
+from ..errors import room_not_found
+from ..ports.store import Store
+
+_MEMBERSHIP_EVENTS = {
+    EventType.USER_JOINED,
+    EventType.USER_LEFT,
+    EventType.USER_INVITED,
+    EventType.ROLE_CHANGED,
+}
+
+
+class Access:
+    def __init__(self, store: Store, clock: Clock, ttl: float = 5.0) -> None:
+        self._store = store
+        self._clock = clock
+        self._ttl = ttl
+        self._rooms: dict[str, tuple[float, Room | None]] = {}
+        self._members: dict[tuple[str, str], tuple[float, Member | None]] = {}
+
+    async def room(self, room_id: str) -> Room | None:
+        now = self._clock.monotonic()
+        hit = self._rooms.get(room_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        room = await self._store.get_room(room_id)
+        self._rooms[room_id] = (now + self._ttl, room)
+        return room
+
+    async def member(self, room_id: str, user_id: str) -> Member | None:
+        now = self._clock.monotonic()
+        key = (room_id, user_id)
+        hit = self._members.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        member = await self._store.get_member(room_id, user_id)
+        if len(self._members) > 200_000:
+            self._members.clear()
+        self._members[key] = (now + self._ttl, member)
+        return member
+
+    async def visible(self, user_id: str, room_id: str) -> tuple[Room, Member | None]:
+        """The room and the caller's membership; ``room_not_found`` if they may not see it."""
+        room = await self.room(room_id)
+        if room is None:
+            raise room_not_found(room_id)
+        member = await self.member(room_id, user_id)
+        if not can_see(room, member):
+            raise room_not_found(room_id)
+        return room, member
+
+    async def joined(self, user_id: str, room_id: str) -> tuple[Room, Member]:
+        """The room and the caller's joined membership, or the matching refusal."""
+        room, member = await self.visible(user_id, room_id)
+        return room, require_joined(member, room_id)
+
+    def forget_room(self, room_id: str) -> None:
+        self._rooms.pop(room_id, None)
+
+    def forget_member(self, room_id: str, user_id: str) -> None:
+        self._members.pop((room_id, user_id), None)
+
+    def observe(self, event: RoomEvent) -> None:
+        """Drop cache entries an event made stale (called for every event seen)."""
+        if event.type in _MEMBERSHIP_EVENTS:
+            user = event.data.get("userId")
+            if isinstance(user, str):
+                self.forget_member(event.room_id, user)
+            self.forget_room(event.room_id)
+        elif event.type is EventType.ROOM_UPDATED:
+            self.forget_room(event.room_id)
