@@ -87,8 +87,9 @@ class Settings(BaseSettings):
                     "JWT_SECRET is required when ENVIRONMENT=production "
                     "(set it, or ENVIRONMENT=development for a local node)"
                 )
-        elif len(self.jwt_secret) < 16:
-            raise ValueError("JWT_SECRET must be at least 16 characters")
+        elif len(self.jwt_secret.encode()) < 32:
+            # RFC 7518 §3.2: an HS256 key must be at least 256 bits.
+            raise ValueError("JWT_SECRET must be at least 32 bytes")
         if self.auth_mode is AuthMode.DEV and self.environment is Environment.PRODUCTION:
             raise ValueError("AUTH_MODE=dev is refused when ENVIRONMENT=production")
         return self

@@ -131,7 +131,8 @@ class WebSocketListener:
         parts = urlsplit(request.path)
         if parts.path == "/health":
             return _json_response(HTTPStatus.OK, self._health())
-        if parts.path != "/ws":
+        # "/" too: the seed's examples connect to ws://HOST:8080?userId=…
+        if parts.path not in ("/ws", "/"):
             return _json_response(
                 HTTPStatus.NOT_FOUND,
                 {"error": {"code": "not_found", "message": "WebSocket endpoint is /ws"}},
