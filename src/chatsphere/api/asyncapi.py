@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from .. import __version__
@@ -41,7 +42,9 @@ _SERVER_EVENTS: dict[str, tuple[str, dict[str, Any] | None]] = {
 
 
 def build_asyncapi() -> dict[str, Any]:
-    models = [(m, "validation") for m in FRAME_MODELS.values()]
+    models: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
+        (m, "validation") for m in FRAME_MODELS.values()
+    ]
     models += [
         (MessageOut, "serialization"),
         (PresenceOut, "serialization"),

@@ -121,13 +121,13 @@ async def add_member(
 ) -> dict[str, Any]:
     """Join (no `userId`, or your own) or invite someone (`userId`)."""
     if body.userId is None or body.userId == caller.user_id:
-        _, member, _ = await service.rooms.join_room(caller.user_id, room_id)
-        return member_view(member)
+        _, joined, _ = await service.rooms.join_room(caller.user_id, room_id)
+        return member_view(joined)
     await service.rooms.invite(caller.user_id, room_id, body.userId)
-    member = await service.store.get_member(room_id, body.userId)
-    if member is None:  # pragma: no cover - the invite was just committed
+    invited = await service.store.get_member(room_id, body.userId)
+    if invited is None:  # pragma: no cover - the invite was just committed
         raise ChatError(ErrorCode.INTERNAL_ERROR, "invitation not stored")
-    return member_view(member)
+    return member_view(invited)
 
 
 @router.delete(
@@ -144,9 +144,9 @@ async def set_role(
     room_id: str, user_id: str, body: SetRoleIn, caller: Caller, service: Service
 ) -> dict[str, Any]:
     await service.rooms.set_role(caller.user_id, room_id, user_id, body.role)
-    member = await service.store.get_member(room_id, user_id)
-    assert member is not None
-    return member_view(member)
+    updated = await service.store.get_member(room_id, user_id)
+    assert updated is not None
+    return member_view(updated)
 
 
 # -- messages in a room ----------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -122,7 +122,7 @@ class WebSocketListener:
         )
         self.heartbeat.start()
 
-    async def _ping(self, conn: Connection) -> asyncio.Future[float]:
+    async def _ping(self, conn: Connection) -> Awaitable[float]:
         transport = conn.transport
         assert isinstance(transport, WebsocketsTransport)
         return await transport.ws.ping()

@@ -31,7 +31,7 @@ def dumps(value: Any) -> str:
 
 
 def settings_to_json(settings: RoomSettings) -> str:
-    return dumps({k: getattr(settings, k) for k in settings.__slots__})  # type: ignore[attr-defined]
+    return dumps({k: getattr(settings, k) for k in settings.__slots__})
 
 
 def room_from_row(row: RowMapping) -> Room:

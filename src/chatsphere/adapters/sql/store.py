@@ -73,7 +73,7 @@ class SqlStore:
         self._write_engine: AsyncEngine
         self._read_engine: AsyncEngine
         self._applier = BatchApplier(self.dialect)
-        self._writer: GroupCommitWriter[WriteCommand, Outcome] = GroupCommitWriter(
+        self._writer: GroupCommitWriter[WriteCommand, RoomEvent | None] = GroupCommitWriter(
             self._run_batch, write_batch_max
         )
         self._listener: CommitListener = lambda events: None
@@ -392,7 +392,7 @@ class SqlStore:
             return []
         if self.dialect == "sqlite":
             match = " ".join('"' + w.replace('"', '""') + '"' for w in terms)
-            hits = (
+            hits: Any = (
                 select(literal_column("rowid"))
                 .select_from(text("messages_fts"))
                 .where(text("messages_fts MATCH :match").bindparams(match=match))
