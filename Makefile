@@ -9,8 +9,13 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
 
 # One node on :8080 (WebSocket) and :8081 (HTTP) with SQLite and the in-process bus.
 # Settings from the environment win; AUTH_MODE defaults to dev only here.
@@ -31,10 +36,10 @@ typecheck: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/chatsphere demo
 
-bench: $(STAMP)
+bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py --quick
 
-bench-full: $(STAMP)
+bench-full: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py --full
 
 clean:

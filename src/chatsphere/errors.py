@@ -29,7 +29,6 @@ class ErrorCode(StrEnum):
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
     NOT_A_MEMBER = "not_a_member"
-    NOT_INVITED = "not_invited"
     ROOM_NOT_FOUND = "room_not_found"
     ROOM_FULL = "room_full"
     MESSAGE_NOT_FOUND = "message_not_found"
@@ -54,7 +53,6 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.NOT_A_MEMBER: 403,
-    ErrorCode.NOT_INVITED: 403,
     ErrorCode.ROOM_NOT_FOUND: 404,
     ErrorCode.ROOM_FULL: 409,
     ErrorCode.MESSAGE_NOT_FOUND: 404,
