@@ -36,8 +36,39 @@ from .hub import Hub
 log = logging.getLogger(__name__)
 
 
+_last_payload: bytes | None = None
+_last_wire: bytes = b""
+
+
+def text_frame(payload: bytes) -> bytes:
+    """The RFC 6455 frame of an unmasked, uncompressed, final text message.
+
+    A server frame without compression is the same bytes for every recipient, so
+    fan-out builds it once: the last payload's frame is remembered by identity, and a
+    loop writing one event to many connections encodes it a single time.
+    """
+    global _last_payload, _last_wire  # a one-entry cache on the hot path
+    if payload is _last_payload:
+        return _last_wire
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, size))
+    elif size < 65_536:
+        header = b"\x81\x7e" + size.to_bytes(2, "big")
+    else:
+        header = b"\x81\x7f" + size.to_bytes(8, "big")
+    _last_payload, _last_wire = payload, header + payload
+    return _last_wire
+
+
 class WebsocketsTransport:
-    """:class:`~chatsphere.gateway.connection.Transport` over a websockets connection."""
+    """:class:`~chatsphere.gateway.connection.Transport` over a websockets connection.
+
+    Data frames are framed by :func:`text_frame` and written to the socket transport
+    directly; the library's protocol object keeps handling the handshake, control
+    frames (ping, pong, close) and the closing state, which :meth:`is_open` checks
+    before every write so nothing is written after a close frame.
+    """
 
     __slots__ = ("_protocol", "_transport", "ws")
 
@@ -47,8 +78,7 @@ class WebsocketsTransport:
         self._transport = ws.transport
 
     def write_text(self, data: bytes) -> None:
-        self._protocol.send_text(data)
-        self.ws.send_data()
+        self._transport.write(text_frame(data))
 
     def buffered(self) -> int:
         return int(self._transport.get_write_buffer_size())
