@@ -24,8 +24,10 @@ from . import __version__
 from .api.app import create_api
 from .app import ChatSphereService
 from .config import Settings
+from .gateway.asgi_ws import AsgiWebSocketEndpoint
 from .gateway.dispatch import Dispatcher
 from .gateway.hub import Hub
+from .gateway.session import Sessions
 from .gateway.ws_server import WebSocketListener
 from .metrics import NodeCollector
 
@@ -60,10 +62,12 @@ class Node:
             self.service.presence,
             settings.max_rooms_per_connection,
         )
+        self.sessions = Sessions(
+            self.hub, self.dispatcher, self.service.presence, settings.heartbeat_interval
+        )
         self.listener = WebSocketListener(
             hub=self.hub,
-            dispatcher=self.dispatcher,
-            presence=self.service.presence,
+            sessions=self.sessions,
             authority=self.service.authority,
             health=self._ws_health,
             max_connections=settings.ws_max_connections,
@@ -75,6 +79,16 @@ class Node:
         self.registry = CollectorRegistry()
         self.registry.register(NodeCollector(self._samples()))
         self.api = create_api(self.service, self.health, self.registry)
+        self.api.add_api_websocket_route(
+            "/ws",
+            AsgiWebSocketEndpoint(
+                self.hub,
+                self.sessions,
+                self.service.authority,
+                settings.ws_max_connections,
+                settings.send_queue_bytes,
+            ),
+        )
         self._http: _EmbeddedUvicorn | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._last_health: dict[str, Any] = {"store": True, "bus": True}
@@ -179,7 +193,11 @@ class Node:
             lifespan="off",
             log_level="warning",
             access_log=False,
-            ws="none",
+            ws="websockets-sansio",
+            ws_max_size=s.ws_max_payload,
+            ws_ping_interval=s.heartbeat_interval,
+            ws_ping_timeout=s.heartbeat_timeout,
+            ws_per_message_deflate=False,
         )
         self._http = _EmbeddedUvicorn(config)
         self._http_task = asyncio.get_running_loop().create_task(self._http.serve())

@@ -9,6 +9,7 @@ HTTP_PORT.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
@@ -26,12 +27,10 @@ from ..auth import Principal, TokenAuthority
 from ..errors import ChatError
 from ..ids import new_id
 from ..protocol.closecodes import CloseCode
-from ..protocol.codec import server_frame
-from ..services.presence import PresenceService
 from .connection import Connection
-from .dispatch import Dispatcher
 from .heartbeat import Heartbeat
 from .hub import Hub
+from .session import Sessions
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +106,7 @@ class WebSocketListener:
         self,
         *,
         hub: Hub,
-        dispatcher: Dispatcher,
-        presence: PresenceService,
+        sessions: Sessions,
         authority: TokenAuthority,
         health: Callable[[], dict[str, Any]],
         max_connections: int,
@@ -118,8 +116,7 @@ class WebSocketListener:
         heartbeat_timeout: float,
     ) -> None:
         self._hub = hub
-        self._dispatcher = dispatcher
-        self._presence = presence
+        self._sessions = sessions
         self._authority = authority
         self._health = health
         self._max_connections = max_connections
@@ -127,10 +124,8 @@ class WebSocketListener:
         self._send_queue_bytes = send_queue_bytes
         self._principals: dict[ServerConnection, Principal] = {}
         self._server: Server | None = None
-        self._handlers: set[asyncio.Task[Any]] = set()
         self.heartbeat = Heartbeat(heartbeat_interval, heartbeat_timeout, self._ping)
         self.refused = 0
-        self.heartbeat_interval = heartbeat_interval
 
     @property
     def port(self) -> int:
@@ -192,49 +187,16 @@ class WebSocketListener:
         if principal is None:  # pragma: no cover - process_request always sets it
             await ws.close(CloseCode.UNAUTHORIZED, "unauthorized")
             return
-        task = asyncio.current_task()
-        if task is not None:
-            self._handlers.add(task)
         conn = Connection(new_id(), principal, WebsocketsTransport(ws), self._send_queue_bytes)
-        self._hub.register(conn)
-        try:
-            await self._hub.subscribe(conn, f"user:{conn.user_id}")
-            conn.write(
-                server_frame(
-                    "connected",
-                    {
-                        "userId": conn.user_id,
-                        "sessionId": conn.connection_id,
-                        "heartbeatInterval": self.heartbeat_interval,
-                    },
-                )
-            )
-            await self._presence.connected(conn.user_id, conn.connection_id)
-            self.heartbeat.add(conn)
-            dispatch = self._dispatcher.handle
-            async for raw in ws:
-                await dispatch(conn, raw)
-        except ConnectionClosed:
-            pass
-        finally:
-            self.heartbeat.remove(conn)
-            await self._hub.unregister(conn)
-            try:
-                await self._presence.disconnected(conn.user_id, conn.connection_id)
-            except Exception:  # the store may already be closing during shutdown
-                log.exception("presence update on disconnect failed")
-            if task is not None:
-                self._handlers.discard(task)
+        with contextlib.suppress(ConnectionClosed):
+            await self._sessions.run(conn, ws, self.heartbeat)
 
     async def shutdown(self, grace: float) -> None:
         """Stop accepting, close every connection with 1001, wait for handlers to finish."""
         if self._server is None:
             return
         self._server.close(close_connections=False)
-        for conn in list(self._hub.connections):
-            conn.close(CloseCode.GOING_AWAY, "server shutting down; reconnect and resume")
-        if self._handlers:
-            await asyncio.wait(set(self._handlers), timeout=grace)
+        await self._sessions.close_all(grace)
         await self.heartbeat.close()
         self._server.close(close_connections=True)
         await self._server.wait_closed()

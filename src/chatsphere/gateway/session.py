@@ -1,0 +1,89 @@
+"""A client session from open to close, the same whichever WebSocket shell carries it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterable
+
+from ..ports.bus import user_channel
+from ..protocol.closecodes import CloseCode
+from ..protocol.codec import server_frame
+from ..services.presence import PresenceService
+from .connection import Connection
+from .dispatch import Dispatcher
+from .heartbeat import Heartbeat
+from .hub import Hub
+
+log = logging.getLogger(__name__)
+
+
+class Sessions:
+    """Registers a connection, greets it, feeds its frames to the dispatcher, cleans up.
+
+    Every running session is tracked so that shutdown can close them all with 1001 and
+    wait for their in-flight frames (and so their commits) to finish.
+    """
+
+    def __init__(
+        self,
+        hub: Hub,
+        dispatcher: Dispatcher,
+        presence: PresenceService,
+        heartbeat_interval: float,
+    ) -> None:
+        self._hub = hub
+        self._dispatcher = dispatcher
+        self._presence = presence
+        self._heartbeat_interval = heartbeat_interval
+        self._running: set[asyncio.Task[object]] = set()
+
+    async def run(
+        self,
+        conn: Connection,
+        incoming: AsyncIterable[str | bytes],
+        heartbeat: Heartbeat | None = None,
+    ) -> None:
+        """Serve ``conn`` until ``incoming`` ends (the peer closed) or raises."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        self._hub.register(conn)
+        try:
+            await self._hub.subscribe(conn, user_channel(conn.user_id))
+            conn.write(
+                server_frame(
+                    "connected",
+                    {
+                        "userId": conn.user_id,
+                        "sessionId": conn.connection_id,
+                        "heartbeatInterval": self._heartbeat_interval,
+                    },
+                )
+            )
+            await self._presence.connected(conn.user_id, conn.connection_id)
+            if heartbeat is not None:
+                heartbeat.add(conn)
+            dispatch = self._dispatcher.handle
+            async for raw in incoming:
+                await dispatch(conn, raw)
+        finally:
+            if heartbeat is not None:
+                heartbeat.remove(conn)
+            await self._hub.unregister(conn)
+            try:
+                await self._presence.disconnected(conn.user_id, conn.connection_id)
+            except Exception:  # the store may already be closing during shutdown
+                log.exception("presence update on disconnect failed")
+            if task is not None:
+                self._running.discard(task)
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    async def close_all(self, grace: float) -> None:
+        """Close every connection with 1001 and wait up to ``grace`` s for sessions to end."""
+        for conn in list(self._hub.connections):
+            conn.close(CloseCode.GOING_AWAY, "server shutting down; reconnect and resume")
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=grace)
