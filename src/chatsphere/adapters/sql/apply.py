@@ -1,10 +1,12 @@
 """Apply a batch of write commands in one transaction and number their events.
 
-Each room touched by the batch has its counter read (and on PostgreSQL locked, in a
-fixed order so concurrent nodes cannot deadlock) at the start. Commands are checked
-against the state they target *before* taking a ``seq``, so a refused command never
-leaves a gap. Message inserts, the bulk of the traffic, are deferred and written with
-one ``executemany`` per table.
+The applier is synchronous: the store runs each whole batch in its writer thread, so
+a transaction costs one thread hop rather than one per statement. Each room touched
+by the batch has its counter read (and on PostgreSQL locked, in a fixed order so
+concurrent nodes cannot deadlock) at the start. Commands are checked against the
+state they target *before* taking a ``seq``, so a refused command never leaves a gap.
+Message inserts, the bulk of the traffic, are deferred and written with one
+``executemany`` per table.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, bindparam, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
 
 from ...clock import isoformat
 from ...domain.events import EventType, RoomEvent
@@ -79,7 +80,7 @@ class BatchApplier:
     def __init__(self, dialect: str) -> None:
         self._lock_rows = dialect == "postgresql"
 
-    async def apply(self, conn: AsyncConnection, commands: list[WriteCommand]) -> list[Outcome]:
+    def apply(self, conn: Connection, commands: list[WriteCommand]) -> list[Outcome]:
         room_ids = sorted({_room_of(c) for c in commands})
         query = (
             select(t.rooms.c.id, t.rooms.c.last_seq, t.rooms.c.member_count, t.rooms.c.settings)
@@ -94,7 +95,7 @@ class BatchApplier:
                 row.member_count,
                 orjson.loads(row.settings).get("max_participants", 10_000),
             )
-            for row in (await conn.execute(query))
+            for row in (conn.execute(query))
         }
         pending = _Pending()
         outcomes: list[Outcome] = []
@@ -104,29 +105,27 @@ class BatchApplier:
                 outcomes.append(room_not_found(_room_of(command)))
                 continue
             try:
-                outcomes.append(await self._apply_one(conn, command, state, pending))
+                outcomes.append(self._apply_one(conn, command, state, pending))
             except ChatError as exc:
                 outcomes.append(exc)
-        await self._flush(conn, pending, states)
+        self._flush(conn, pending, states)
         return outcomes
 
-    async def _flush(
-        self, conn: AsyncConnection, pending: _Pending, states: dict[str, _RoomState]
-    ) -> None:
+    def _flush(self, conn: Connection, pending: _Pending, states: dict[str, _RoomState]) -> None:
         if pending.messages:
-            await conn.execute(insert(t.messages), pending.messages)
+            conn.execute(insert(t.messages), pending.messages)
         if pending.mentions:
-            await conn.execute(insert(t.mentions), pending.mentions)
+            conn.execute(insert(t.mentions), pending.mentions)
         if pending.replies:
-            await conn.execute(
+            conn.execute(
                 update(t.messages)
                 .where(t.messages.c.id == bindparam("target"))
                 .values(reply_count=t.messages.c.reply_count + bindparam("n")),
                 [{"target": k, "n": v} for k, v in pending.replies.items()],
             )
         if pending.events:
-            await conn.execute(insert(t.room_events), pending.events)
-            await conn.execute(
+            conn.execute(insert(t.room_events), pending.events)
+            conn.execute(
                 update(t.rooms)
                 .where(t.rooms.c.id == bindparam("target"))
                 .values(last_seq=bindparam("seq"), member_count=bindparam("members")),
@@ -171,8 +170,8 @@ class BatchApplier:
             message_id=message_id,
         )
 
-    async def _apply_one(
-        self, conn: AsyncConnection, command: WriteCommand, state: _RoomState, pending: _Pending
+    def _apply_one(
+        self, conn: Connection, command: WriteCommand, state: _RoomState, pending: _Pending
     ) -> RoomEvent | None:
         match command:
             case PostMessage(message=draft):
@@ -202,17 +201,17 @@ class BatchApplier:
                     pending.replies[message.reply_to] = pending.replies.get(message.reply_to, 0) + 1
                 return event
             case EditMessage():
-                return await self._edit(conn, command, state, pending)
+                return self._edit(conn, command, state, pending)
             case DeleteMessage():
-                return await self._delete(conn, command, state, pending)
+                return self._delete(conn, command, state, pending)
             case AddReaction() | RemoveReaction():
-                return await self._react(conn, command, state, pending)
+                return self._react(conn, command, state, pending)
             case AddMember():
-                return await self._add_member(conn, command, state, pending)
+                return self._add_member(conn, command, state, pending)
             case RemoveMember():
-                return await self._remove_member(conn, command, state, pending)
+                return self._remove_member(conn, command, state, pending)
             case ChangeRole():
-                result = await conn.execute(
+                result = conn.execute(
                     update(t.memberships)
                     .where(
                         and_(
@@ -238,12 +237,12 @@ class BatchApplier:
                     command.actor_id,
                 )
             case UpdateRoom():
-                return await self._update_room(conn, command, state, pending)
+                return self._update_room(conn, command, state, pending)
         raise TypeError(f"unknown write command {command!r}")  # pragma: no cover
 
-    async def _live_message(self, conn: AsyncConnection, room_id: str, message_id: str) -> Any:
+    def _live_message(self, conn: Connection, room_id: str, message_id: str) -> Any:
         row = (
-            await conn.execute(
+            conn.execute(
                 select(t.messages.c.status, t.messages.c.content).where(
                     and_(t.messages.c.id == message_id, t.messages.c.room_id == room_id)
                 )
@@ -253,14 +252,14 @@ class BatchApplier:
             raise message_not_found(message_id)
         return row
 
-    async def _edit(
-        self, conn: AsyncConnection, command: EditMessage, state: _RoomState, pending: _Pending
+    def _edit(
+        self, conn: Connection, command: EditMessage, state: _RoomState, pending: _Pending
     ) -> RoomEvent:
-        row = await self._live_message(conn, command.room_id, command.message_id)
+        row = self._live_message(conn, command.room_id, command.message_id)
         if row.status == MessageStatus.DELETED.value:
             raise ChatError(ErrorCode.MESSAGE_DELETED, "the message was deleted")
         at = to_ms(command.at)
-        await conn.execute(
+        conn.execute(
             insert(t.message_edits).values(
                 message_id=command.message_id,
                 content=row.content,
@@ -268,7 +267,7 @@ class BatchApplier:
                 edited_by=command.editor_id,
             )
         )
-        await conn.execute(
+        conn.execute(
             update(t.messages)
             .where(t.messages.c.id == command.message_id)
             .values(
@@ -296,14 +295,14 @@ class BatchApplier:
             command.message_id,
         )
 
-    async def _delete(
-        self, conn: AsyncConnection, command: DeleteMessage, state: _RoomState, pending: _Pending
+    def _delete(
+        self, conn: Connection, command: DeleteMessage, state: _RoomState, pending: _Pending
     ) -> RoomEvent | None:
-        row = await self._live_message(conn, command.room_id, command.message_id)
+        row = self._live_message(conn, command.room_id, command.message_id)
         if row.status == MessageStatus.DELETED.value:
             return None
         at = to_ms(command.at)
-        await conn.execute(
+        conn.execute(
             update(t.messages)
             .where(t.messages.c.id == command.message_id)
             .values(
@@ -314,14 +313,12 @@ class BatchApplier:
                 mentions="[]",
             )
         )
-        await conn.execute(
-            delete(t.reactions).where(t.reactions.c.message_id == command.message_id)
-        )
-        await conn.execute(delete(t.mentions).where(t.mentions.c.message_id == command.message_id))
-        await conn.execute(
+        conn.execute(delete(t.reactions).where(t.reactions.c.message_id == command.message_id))
+        conn.execute(delete(t.mentions).where(t.mentions.c.message_id == command.message_id))
+        conn.execute(
             delete(t.message_edits).where(t.message_edits.c.message_id == command.message_id)
         )
-        await self._scrub_events(conn, command.message_id)
+        self._scrub_events(conn, command.message_id)
         return self._event(
             pending,
             state,
@@ -337,10 +334,10 @@ class BatchApplier:
             command.message_id,
         )
 
-    async def _scrub_events(self, conn: AsyncConnection, message_id: str) -> None:
+    def _scrub_events(self, conn: Connection, message_id: str) -> None:
         """Remove a deleted message's content from the event log, so resume can't replay it."""
         rows = (
-            await conn.execute(
+            conn.execute(
                 select(
                     t.room_events.c.room_id,
                     t.room_events.c.seq,
@@ -359,20 +356,20 @@ class BatchApplier:
                 data.update(content={}, mentions=[])
             else:
                 continue
-            await conn.execute(
+            conn.execute(
                 update(t.room_events)
                 .where(and_(t.room_events.c.room_id == row.room_id, t.room_events.c.seq == row.seq))
                 .values(data=dumps(data))
             )
 
-    async def _react(
+    def _react(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         command: AddReaction | RemoveReaction,
         state: _RoomState,
         pending: _Pending,
     ) -> RoomEvent | None:
-        row = await self._live_message(conn, command.room_id, command.message_id)
+        row = self._live_message(conn, command.room_id, command.message_id)
         if row.status == MessageStatus.DELETED.value:
             raise ChatError(ErrorCode.MESSAGE_DELETED, "the message was deleted")
         key = and_(
@@ -381,9 +378,9 @@ class BatchApplier:
             t.reactions.c.emoji == command.emoji,
         )
         if isinstance(command, AddReaction):
-            if (await conn.execute(select(t.reactions.c.emoji).where(key))).first():
+            if (conn.execute(select(t.reactions.c.emoji).where(key))).first():
                 return None
-            await conn.execute(
+            conn.execute(
                 insert(t.reactions).values(
                     message_id=command.message_id,
                     user_id=command.user_id,
@@ -393,7 +390,7 @@ class BatchApplier:
             )
             kind = EventType.REACTION_ADDED
         else:
-            if (await conn.execute(delete(t.reactions).where(key))).rowcount == 0:
+            if (conn.execute(delete(t.reactions).where(key))).rowcount == 0:
                 return None
             kind = EventType.REACTION_REMOVED
         return self._event(
@@ -407,14 +404,14 @@ class BatchApplier:
             command.message_id,
         )
 
-    async def _add_member(
-        self, conn: AsyncConnection, command: AddMember, state: _RoomState, pending: _Pending
+    def _add_member(
+        self, conn: Connection, command: AddMember, state: _RoomState, pending: _Pending
     ) -> RoomEvent | None:
         member = command.member
         key = and_(
             t.memberships.c.room_id == member.room_id, t.memberships.c.user_id == member.user_id
         )
-        existing = (await conn.execute(select(t.memberships.c.state).where(key))).first()
+        existing = (conn.execute(select(t.memberships.c.state).where(key))).first()
         joining = member.state is MembershipState.JOINED
         if existing is not None and (existing.state == MembershipState.JOINED.value or not joining):
             return None
@@ -423,9 +420,9 @@ class BatchApplier:
                 ErrorCode.ROOM_FULL, "the room is full", {"maxParticipants": state.max_participants}
             )
         if existing is None:
-            await conn.execute(insert(t.memberships).values(member_row(member)))
+            conn.execute(insert(t.memberships).values(member_row(member)))
         else:
-            await conn.execute(
+            conn.execute(
                 update(t.memberships)
                 .where(key)
                 .values(state=MembershipState.JOINED.value, joined_at=to_ms(member.joined_at))
@@ -440,16 +437,16 @@ class BatchApplier:
             pending, state, member.room_id, kind, data, member.joined_at, command.actor_id
         )
 
-    async def _remove_member(
-        self, conn: AsyncConnection, command: RemoveMember, state: _RoomState, pending: _Pending
+    def _remove_member(
+        self, conn: Connection, command: RemoveMember, state: _RoomState, pending: _Pending
     ) -> RoomEvent | None:
         key = and_(
             t.memberships.c.room_id == command.room_id, t.memberships.c.user_id == command.user_id
         )
-        existing = (await conn.execute(select(t.memberships.c.state).where(key))).first()
+        existing = (conn.execute(select(t.memberships.c.state).where(key))).first()
         if existing is None:
             return None
-        await conn.execute(delete(t.memberships).where(key))
+        conn.execute(delete(t.memberships).where(key))
         if existing.state == MembershipState.JOINED.value:
             state.member_count -= 1
         reason = "left" if command.actor_id == command.user_id else "removed"
@@ -463,8 +460,8 @@ class BatchApplier:
             command.actor_id,
         )
 
-    async def _update_room(
-        self, conn: AsyncConnection, command: UpdateRoom, state: _RoomState, pending: _Pending
+    def _update_room(
+        self, conn: Connection, command: UpdateRoom, state: _RoomState, pending: _Pending
     ) -> RoomEvent:
         values: dict[str, Any] = {"updated_at": to_ms(command.at)}
         if command.name is not None:
@@ -477,11 +474,9 @@ class BatchApplier:
             values["settings"] = settings_to_json(command.settings)
             values["is_private"] = command.settings.is_private
             state.max_participants = command.settings.max_participants
-        await conn.execute(update(t.rooms).where(t.rooms.c.id == command.room_id).values(values))
+        conn.execute(update(t.rooms).where(t.rooms.c.id == command.room_id).values(values))
         row = (
-            (await conn.execute(select(t.rooms).where(t.rooms.c.id == command.room_id)))
-            .mappings()
-            .one()
+            (conn.execute(select(t.rooms).where(t.rooms.c.id == command.room_id))).mappings().one()
         )
         room = replace(
             room_from_row(row), last_seq=state.last_seq + 1, member_count=state.member_count

@@ -1,4 +1,4 @@
-"""SqlStore: the Store port on SQLAlchemy 2 async Core, for SQLite and PostgreSQL.
+"""SqlStore: the Store port on SQLAlchemy 2 Core, for SQLite and PostgreSQL.
 
 SQLite runs in WAL mode with one write connection (``BEGIN IMMEDIATE``) fed by the
 group-commit writer, and a separate pool for reads. PostgreSQL shares one pool;
@@ -7,19 +7,33 @@ per-room counters are locked with ``SELECT … FOR UPDATE`` so several nodes can
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, and_, event, func, insert, literal_column, select, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    create_engine,
+    event,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -45,6 +59,16 @@ from .codec import (
 from .writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: The synchronous driver the writer thread uses for each async driver's dialect.
+_SYNC_DRIVERS = {"sqlite": "sqlite+pysqlite", "postgresql": "postgresql+psycopg"}
+
+
+def _sync_url(url: URL) -> URL:
+    return url.set(drivername=_SYNC_DRIVERS.get(url.get_backend_name(), url.drivername))
+
+
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -70,8 +94,10 @@ class SqlStore:
             parsed = parsed.set(database=str(Path(self._tempdir.name) / "chatsphere.db"))
         self.url = parsed
         self._synchronous = sqlite_synchronous
-        self._write_engine: AsyncEngine
+        self._sync_engine: Engine
         self._read_engine: AsyncEngine
+        # One thread owns every write transaction (SQLite allows one writer anyway).
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="chatsphere-writer")
         self._applier = BatchApplier(self.dialect)
         self._writer: GroupCommitWriter[WriteCommand, RoomEvent | None] = GroupCommitWriter(
             self._run_batch, write_batch_max
@@ -80,28 +106,35 @@ class SqlStore:
 
     # -- lifecycle -------------------------------------------------------------
     async def open(self) -> None:
+        sync_url = _sync_url(self.url)
         if self.dialect == "sqlite":
             if self.url.database:
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
-            self._write_engine = create_async_engine(
-                self.url, pool_size=1, max_overflow=0, connect_args={"timeout": 30}
+            self._sync_engine = create_engine(
+                sync_url,
+                pool_size=1,
+                max_overflow=0,
+                connect_args={"timeout": 30, "check_same_thread": False},
             )
             self._read_engine = create_async_engine(
                 self.url, pool_size=8, max_overflow=8, connect_args={"timeout": 30}
             )
-            self._configure_sqlite(self._write_engine, "BEGIN IMMEDIATE")
-            self._configure_sqlite(self._read_engine, "BEGIN")
+            self._configure_sqlite(self._sync_engine, "BEGIN IMMEDIATE")
+            self._configure_sqlite(self._read_engine.sync_engine, "BEGIN")
         else:
-            self._write_engine = create_async_engine(self.url, pool_size=10, max_overflow=10)
-            self._read_engine = self._write_engine
-        async with self._write_engine.begin() as conn:
-            await conn.run_sync(_alembic_upgrade)
+            self._sync_engine = create_engine(sync_url, pool_size=2, max_overflow=2)
+            self._read_engine = create_async_engine(self.url, pool_size=10, max_overflow=10)
+        await self._in_writer(self._migrate)
         self._writer.start()
 
-    def _configure_sqlite(self, engine: AsyncEngine, begin: str) -> None:
+    def _migrate(self) -> None:
+        with self._sync_engine.begin() as conn:
+            _alembic_upgrade(conn)
+
+    def _configure_sqlite(self, engine: Engine, begin: str) -> None:
         synchronous = self._synchronous
 
-        @event.listens_for(engine.sync_engine, "connect")
+        @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
             dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
             cursor = dbapi_connection.cursor()
@@ -110,15 +143,19 @@ class SqlStore:
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
-        @event.listens_for(engine.sync_engine, "begin")
+        @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
             conn.exec_driver_sql(begin)
 
+    async def _in_writer(self, work: Callable[[], T]) -> T:
+        """Run ``work`` in the writer thread: every write transaction goes through it."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
     async def close(self) -> None:
         await self._writer.close()
-        await self._write_engine.dispose()
-        if self._read_engine is not self._write_engine:
-            await self._read_engine.dispose()
+        await self._in_writer(self._sync_engine.dispose)
+        self._executor.shutdown(wait=True)
+        await self._read_engine.dispose()
         if self._tempdir is not None:
             self._tempdir.cleanup()
 
@@ -143,15 +180,18 @@ class SqlStore:
     async def commit(self, command: WriteCommand) -> RoomEvent | None:
         return await self._writer.submit(command)
 
-    async def _run_batch(self, commands: list[WriteCommand]) -> list[Outcome]:
+    def _apply_batch(self, commands: list[WriteCommand]) -> list[Outcome]:
         try:
-            async with self._write_engine.begin() as conn:
-                outcomes = await self._applier.apply(conn, commands)
+            with self._sync_engine.begin() as conn:
+                return self._applier.apply(conn, commands)
         except IntegrityError as exc:
             if len(commands) == 1:
                 # Unique keys guard idempotent sends and event numbering.
                 raise ChatError(ErrorCode.CONFLICT, "conflicts with a stored record") from exc
             raise
+
+    async def _run_batch(self, commands: list[WriteCommand]) -> list[Outcome]:
+        outcomes = await self._in_writer(lambda: self._apply_batch(commands))
         committed = [o for o in outcomes if isinstance(o, RoomEvent)]
         if committed:
             try:
@@ -169,9 +209,10 @@ class SqlStore:
             "members": [member_view(m) for m in members],
         }
         data_json = orjson.dumps(data)
-        try:
-            async with self._write_engine.begin() as conn:
-                await conn.execute(
+
+        def work() -> None:
+            with self._sync_engine.begin() as conn:
+                conn.execute(
                     insert(t.rooms).values(
                         id=room.id,
                         type=room.type.value,
@@ -189,8 +230,8 @@ class SqlStore:
                     )
                 )
                 if members:
-                    await conn.execute(insert(t.memberships), [member_row(m) for m in members])
-                await conn.execute(
+                    conn.execute(insert(t.memberships), [member_row(m) for m in members])
+                conn.execute(
                     insert(t.room_events).values(
                         room_id=room.id,
                         seq=1,
@@ -201,6 +242,9 @@ class SqlStore:
                         created_at=to_ms(room.created_at),
                     )
                 )
+
+        try:
+            await self._in_writer(work)
         except IntegrityError as exc:
             raise ChatError(ErrorCode.CONFLICT, "that room already exists") from exc
         return RoomEvent(
@@ -214,13 +258,17 @@ class SqlStore:
 
     async def mark_read(self, room_id: str, user_id: str, seq: int) -> int:
         key = and_(t.memberships.c.room_id == room_id, t.memberships.c.user_id == user_id)
-        async with self._write_engine.begin() as conn:
-            await conn.execute(
-                update(t.memberships)
-                .where(and_(key, t.memberships.c.last_read_seq < seq))
-                .values(last_read_seq=seq)
-            )
-            stored = (await conn.execute(select(t.memberships.c.last_read_seq).where(key))).scalar()
+
+        def work() -> Any:
+            with self._sync_engine.begin() as conn:
+                conn.execute(
+                    update(t.memberships)
+                    .where(and_(key, t.memberships.c.last_read_seq < seq))
+                    .values(last_read_seq=seq)
+                )
+                return conn.execute(select(t.memberships.c.last_read_seq).where(key)).scalar()
+
+        stored = await self._in_writer(work)
         if stored is None:
             raise ChatError(ErrorCode.NOT_A_MEMBER, f"not a member of room {room_id!r}")
         return int(stored)

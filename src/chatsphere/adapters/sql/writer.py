@@ -69,6 +69,9 @@ class GroupCommitWriter(Generic[Item, Result]):
                 await self._wakeup.wait()
                 self._wakeup.clear()
                 continue
+            # Let the senders that the last commit woke up run first, so their next
+            # commands join this batch instead of trickling into tiny ones.
+            await asyncio.sleep(0)
             batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
             await self._commit(batch)
 
