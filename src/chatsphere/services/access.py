@@ -29,6 +29,7 @@ class Access:
         self._ttl = ttl
         self._rooms: dict[str, tuple[float, Room | None]] = {}
         self._members: dict[tuple[str, str], tuple[float, Member | None]] = {}
+        self._user_rooms: dict[str, tuple[float, list[str]]] = {}
 
     async def room(self, room_id: str) -> Room | None:
         now = self._clock.monotonic()
@@ -51,6 +52,18 @@ class Access:
         self._members[key] = (now + self._ttl, member)
         return member
 
+    async def user_rooms(self, user_id: str) -> list[str]:
+        """Ids of the rooms the user has joined (presence goes to these)."""
+        now = self._clock.monotonic()
+        hit = self._user_rooms.get(user_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        rooms = await self._store.user_room_ids(user_id)
+        if len(self._user_rooms) > 200_000:
+            self._user_rooms.clear()
+        self._user_rooms[user_id] = (now + self._ttl, rooms)
+        return rooms
+
     async def visible(self, user_id: str, room_id: str) -> tuple[Room, Member | None]:
         """The room and the caller's membership; ``room_not_found`` if they may not see it."""
         room = await self.room(room_id)
@@ -71,6 +84,7 @@ class Access:
 
     def forget_member(self, room_id: str, user_id: str) -> None:
         self._members.pop((room_id, user_id), None)
+        self._user_rooms.pop(user_id, None)
 
     def observe(self, event: RoomEvent) -> None:
         """Drop cache entries an event made stale (called for every event seen)."""

@@ -42,7 +42,7 @@ class PresenceService:
 
     async def _announce(self, presence: Presence) -> None:
         data = presence_view(presence)
-        for room_id in await self._store.user_room_ids(presence.user_id):
+        for room_id in await self._access.user_rooms(presence.user_id):
             self._publisher.ephemeral(room_id, EventType.PRESENCE_UPDATED, data)
 
     async def connected(self, user_id: str, connection_id: str) -> Presence:
