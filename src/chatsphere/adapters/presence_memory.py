@@ -48,6 +48,8 @@ class MemoryPresenceStore:
     ) -> tuple[Presence, bool]:
         before = self._current(user_id)
         conns = len(self._connections.get(user_id, ()))
+        if conns == 0:
+            status = PresenceStatus.OFFLINE  # connection-driven: nothing connected, not online
         after = Presence(user_id, status, custom_status, self._clock.now(), conns)
         return self._store(before, after)
 

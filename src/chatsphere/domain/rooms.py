@@ -183,3 +183,6 @@ def check_can_set_role(actor: Member, target: Member, new_role: Role) -> None:
         raise ChatError(ErrorCode.FORBIDDEN, "ownership cannot be changed this way")
     if new_role.rank >= actor.role.rank and actor.role is not Role.OWNER:
         raise ChatError(ErrorCode.FORBIDDEN, "cannot grant a role equal to or above your own")
+    if target.role.rank >= actor.role.rank and actor.role is not Role.OWNER:
+        # As in check_can_remove: a peer's role is not yours to change.
+        raise ChatError(ErrorCode.FORBIDDEN, f"cannot change the role of a {target.role.value}")

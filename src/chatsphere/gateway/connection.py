@@ -39,6 +39,7 @@ class Connection:
     """
 
     __slots__ = (
+        "_floors",
         "_replaying",
         "channels",
         "connection_id",
@@ -60,6 +61,7 @@ class Connection:
         self.max_buffer = max_buffer
         self.channels: set[str] = set()
         self._replaying: dict[str, list[Delivery]] | None = None
+        self._floors: dict[str, int] | None = None  # channel -> last seq its replay sent
 
     @property
     def user_id(self) -> str:
@@ -89,7 +91,29 @@ class Connection:
             if held is not None:
                 held.append(delivery)
                 return
+        if self._floors is not None and delivery.seq is not None and self._replayed(delivery):
+            return
         self.write(delivery.frame)
+
+    def _replayed(self, delivery: Delivery) -> bool:
+        """Whether the channel's last replay already sent this event.
+
+        The replay's read can see a committed event before that event's own fan-out
+        reaches this connection (the commit listener runs after the writer thread hands
+        back; with a bus, after a network hop), so it can arrive live after the replay
+        ended. Fan-out keeps seq order per channel: the first newer event retires the floor.
+        """
+        floors = self._floors
+        assert floors is not None and delivery.seq is not None
+        floor = floors.get(delivery.channel)
+        if floor is None:
+            return False
+        if delivery.seq <= floor:
+            return True
+        del floors[delivery.channel]
+        if not floors:
+            self._floors = None
+        return False
 
     def begin_replay(self, channel: str) -> None:
         """Hold live events of ``channel`` until :meth:`end_replay` (subscribe after this)."""
@@ -102,10 +126,16 @@ class Connection:
         held = self._replaying.pop(channel, []) if self._replaying else []
         if not self._replaying:
             self._replaying = None
+        if self._floors is None:
+            self._floors = {}
+        self._floors[channel] = replayed_up_to
         released = 0
         for delivery in held:
-            if delivery.seq is not None and delivery.seq > replayed_up_to:
-                self.write(delivery.frame)
+            if (
+                delivery.seq is not None
+                and delivery.seq > replayed_up_to
+                and self.write(delivery.frame)
+            ):
                 released += 1
         return released
 

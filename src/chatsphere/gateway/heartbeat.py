@@ -28,13 +28,15 @@ class Heartbeat:
         self._ping = ping
         self._slots: dict[int, set[Connection]] = {}
         self._slot_of: dict[Connection, int] = {}
+        self._next_slot = 0  # slots below this were already walked
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._rng = random.Random()  # noqa: S311 - jitter, not security
         self.timeouts = 0
 
     def _place(self, conn: Connection, delay: float) -> None:
-        slot = int(asyncio.get_running_loop().time() + delay)
+        # Never a slot the walker has passed (possible when delay < 1 s): it would not ping again.
+        slot = max(int(asyncio.get_running_loop().time() + delay), self._next_slot)
         self._slots.setdefault(slot, set()).add(conn)
         self._slot_of[conn] = slot
 
@@ -63,7 +65,8 @@ class Heartbeat:
         loop = asyncio.get_running_loop()
         current = int(loop.time())
         while True:
-            await asyncio.sleep(max(0.0, current + 1 - loop.time()))
+            # ``current`` is the first slot not yet walked: wake at its start.
+            await asyncio.sleep(max(0.0, current - loop.time()))
             now = int(loop.time())
             while current <= now:
                 for conn in self._slots.pop(current, ()):
@@ -72,6 +75,7 @@ class Heartbeat:
                     self._inflight.add(task)
                     task.add_done_callback(self._inflight.discard)
                 current += 1
+                self._next_slot = current
 
     async def _check(self, conn: Connection) -> None:
         if not conn.transport.is_open():

@@ -15,7 +15,10 @@ from ..domain.messages import MessageType
 from ..domain.presence import PresenceStatus
 
 Id = Annotated[StrictStr, Field(min_length=1, max_length=128)]
-FrameId = StrictStr | StrictInt
+# Bounded as codec._readable_id: an id an error could not echo is refused, not acked.
+FrameId = (
+    Annotated[StrictStr, Field(max_length=128)] | Annotated[StrictInt, Field(ge=-(2**53), le=2**53)]
+)
 Seq = Annotated[StrictInt, Field(ge=0, le=2**53)]
 Limit = Annotated[StrictInt, Field(ge=1, le=1000)]
 

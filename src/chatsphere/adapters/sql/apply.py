@@ -68,6 +68,17 @@ class _Pending:
     replies: dict[str, int] = field(default_factory=dict)
 
 
+def _scrubbed(kind: str, data: dict[str, Any]) -> dict[str, Any] | None:
+    """An event's data without the deleted message's content; None if it carries none."""
+    if kind == EventType.NEW_MESSAGE.value:
+        data.update(content={}, status=MessageStatus.DELETED.value, mentions=[], reactions=[])
+    elif kind == EventType.MESSAGE_EDITED.value:
+        data.update(content={}, mentions=[])
+    else:
+        return None
+    return data
+
+
 def _room_of(command: WriteCommand) -> str:
     if isinstance(command, PostMessage):
         return command.message.room_id
@@ -243,9 +254,13 @@ class BatchApplier:
     def _live_message(self, conn: Connection, room_id: str, message_id: str) -> Any:
         row = (
             conn.execute(
-                select(t.messages.c.status, t.messages.c.content).where(
-                    and_(t.messages.c.id == message_id, t.messages.c.room_id == room_id)
-                )
+                select(
+                    t.messages.c.status,
+                    t.messages.c.content,
+                    t.messages.c.seq,
+                    t.messages.c.sender_id,
+                    t.messages.c.reply_to,
+                ).where(and_(t.messages.c.id == message_id, t.messages.c.room_id == room_id))
             )
         ).first()
         if row is None:
@@ -278,6 +293,22 @@ class BatchApplier:
                 mentions=dumps(command.mentions),
             )
         )
+        # Mentions follow the text: an edit can add or drop them.
+        conn.execute(delete(t.mentions).where(t.mentions.c.message_id == command.message_id))
+        if command.mentions:
+            conn.execute(
+                insert(t.mentions),
+                [
+                    {
+                        "room_id": command.room_id,
+                        "user_id": user,
+                        "seq": row.seq,
+                        "message_id": command.message_id,
+                    }
+                    for user in command.mentions
+                    if user != row.sender_id
+                ],
+            )
         return self._event(
             pending,
             state,
@@ -318,7 +349,13 @@ class BatchApplier:
         conn.execute(
             delete(t.message_edits).where(t.message_edits.c.message_id == command.message_id)
         )
-        self._scrub_events(conn, command.message_id)
+        if row.reply_to is not None:
+            conn.execute(
+                update(t.messages)
+                .where(and_(t.messages.c.id == row.reply_to, t.messages.c.reply_count > 0))
+                .values(reply_count=t.messages.c.reply_count - 1)
+            )
+        self._scrub_events(conn, command.message_id, pending)
         return self._event(
             pending,
             state,
@@ -334,7 +371,7 @@ class BatchApplier:
             command.message_id,
         )
 
-    def _scrub_events(self, conn: Connection, message_id: str) -> None:
+    def _scrub_events(self, conn: Connection, message_id: str, pending: _Pending) -> None:
         """Remove a deleted message's content from the event log, so resume can't replay it."""
         rows = (
             conn.execute(
@@ -347,20 +384,21 @@ class BatchApplier:
             )
         ).all()
         for row in rows:
-            data = orjson.loads(row.data)
-            if row.type == EventType.NEW_MESSAGE.value:
-                data.update(
-                    content={}, status=MessageStatus.DELETED.value, mentions=[], reactions=[]
-                )
-            elif row.type == EventType.MESSAGE_EDITED.value:
-                data.update(content={}, mentions=[])
-            else:
+            data = _scrubbed(row.type, orjson.loads(row.data))
+            if data is None:
                 continue
             conn.execute(
                 update(t.room_events)
                 .where(and_(t.room_events.c.room_id == row.room_id, t.room_events.c.seq == row.seq))
                 .values(data=dumps(data))
             )
+        # Events of this same batch (an edit committed with the delete) are not in the
+        # table yet; scrub them before they are written.
+        for event in pending.events:
+            if event["message_id"] == message_id:
+                data = _scrubbed(event["type"], orjson.loads(event["data"]))
+                if data is not None:
+                    event["data"] = dumps(data)
 
     def _react(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
@@ -91,7 +93,18 @@ def search_text(content: dict[str, Any]) -> str | None:
     question = content.get("question")
     if isinstance(question, str):
         parts.append(question)
-    return " ".join(parts) or None
+    return " ".join(search_words(" ".join(parts))) or None
+
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def search_words(text: str) -> list[str]:
+    """Words as every backend indexes and queries them: case- and accent-folded, split
+    on anything that is not a letter or digit. Stored text and queries both go through
+    this, so SQLite FTS5 and PostgreSQL tsvector see the same plain words."""
+    folded = unicodedata.normalize("NFKD", text.casefold())
+    return _WORD.findall("".join(c for c in folded if not unicodedata.combining(c)))
 
 
 def message_row(message: Message) -> dict[str, Any]:

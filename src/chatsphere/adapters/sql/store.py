@@ -53,6 +53,7 @@ from .codec import (
     member_row,
     message_from_row,
     room_from_row,
+    search_words,
     settings_to_json,
     to_ms,
 )
@@ -435,11 +436,11 @@ class SqlStore:
         return await self._with_reactions(rows)
 
     async def search(self, room_id: str, query: str, limit: int) -> list[Message]:
-        terms = [w for w in query.split() if w.strip('"')]
+        terms = search_words(query)  # as search_text was folded; no operator survives
         if not terms:
             return []
         if self.dialect == "sqlite":
-            match = " ".join('"' + w.replace('"', '""') + '"' for w in terms)
+            match = " ".join(f'"{w}"' for w in terms)
             hits: Any = (
                 select(literal_column("rowid"))
                 .select_from(text("messages_fts"))

@@ -1,0 +1,972 @@
+"""The Store contract, run against every SQL backend (SQLite and PostgreSQL).
+
+``database_url`` is parametrized in tests/conftest.py; a behaviour that differs
+between backends is a bug. The store is used directly, as the services use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from chatsphere.adapters.sql.store import SqlStore
+from chatsphere.domain.events import EventType, RoomEvent
+from chatsphere.domain.messages import Message, MessageStatus, MessageType, Reaction, mentions_in
+from chatsphere.domain.rooms import (
+    DEFAULT_SETTINGS,
+    Member,
+    MembershipState,
+    Role,
+    Room,
+    RoomType,
+    dm_key,
+)
+from chatsphere.errors import ChatError, ErrorCode
+from chatsphere.ids import new_id
+from chatsphere.ports.store import (
+    AddMember,
+    AddReaction,
+    ChangeRole,
+    DeleteMessage,
+    EditMessage,
+    PostMessage,
+    RemoveMember,
+    RemoveReaction,
+    Store,
+    UpdateRoom,
+    WriteCommand,
+)
+
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+_ticks = itertools.count()
+
+
+def now() -> datetime:
+    """Distinct, increasing, millisecond-exact times."""
+    return T0 + timedelta(milliseconds=next(_ticks))
+
+
+class Chat:
+    """The store plus the committed-event log its commit listener saw."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+        self.committed: list[RoomEvent] = []
+        store.set_commit_listener(self.committed.extend)
+
+    async def room(
+        self,
+        kind: RoomType = RoomType.PUBLIC_ROOM,
+        joined: Sequence[str] = ("alice", "bob"),
+        invited: Sequence[str] = (),
+        key: str | None = None,
+        **settings: Any,
+    ) -> Room:
+        at = now()
+        room = Room(
+            id=new_id(),
+            type=kind,
+            name=f"{kind.value} room",
+            description=None,
+            created_by=joined[0],
+            settings=DEFAULT_SETTINGS[kind].merged(settings),
+            metadata={},
+            created_at=at,
+        )
+        members = [
+            Member(room.id, user, Role.OWNER if i == 0 else Role.MEMBER, MembershipState.JOINED, at)
+            for i, user in enumerate(joined)
+        ] + [
+            Member(room.id, user, Role.MEMBER, MembershipState.INVITED, at, invited_by=joined[0])
+            for user in invited
+        ]
+        event = await self.store.create_room(room, members, key)
+        assert (event.seq, event.type) == (1, EventType.ROOM_CREATED)
+        return room
+
+    def draft(
+        self,
+        room_id: str,
+        sender: str,
+        text: str,
+        *,
+        client_id: str | None = None,
+        reply_to: str | None = None,
+    ) -> Message:
+        content = {"text": text}
+        return Message(
+            id=new_id(),
+            room_id=room_id,
+            sender_id=sender,
+            type=MessageType.TEXT,
+            content=content,
+            created_at=now(),
+            mentions=mentions_in(content),
+            client_message_id=client_id,
+            reply_to=reply_to,
+        )
+
+    async def post(self, room_id: str, sender: str, text: str, **kwargs: Any) -> Message:
+        draft = self.draft(room_id, sender, text, **kwargs)
+        event = await self.store.commit(PostMessage(draft))
+        assert event is not None and event.type is EventType.NEW_MESSAGE
+        return replace(draft, seq=event.seq)
+
+    async def last_seq(self, room_id: str) -> int:
+        room = await self.store.get_room(room_id)
+        assert room is not None
+        return room.last_seq
+
+    async def seqs(self, room_id: str) -> list[int]:
+        return [e.seq for e in await self.store.events_after(room_id, 0, 100_000)]
+
+    async def frames_text(self, room_id: str) -> bytes:
+        return b"\n".join(e.frame for e in await self.store.events_after(room_id, 0, 100_000))
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[SqlStore]:
+    instance = SqlStore(database_url)
+    await instance.open()
+    yield instance
+    await instance.close()
+
+
+@pytest.fixture
+def chat(store: SqlStore) -> Chat:
+    return Chat(store)
+
+
+async def refused(code: ErrorCode, command: WriteCommand, store: Store) -> ChatError:
+    with pytest.raises(ChatError) as info:
+        await store.commit(command)
+    assert info.value.code is code, info.value
+    return info.value
+
+
+def _sql_store_is_a_store(store: SqlStore) -> Store:
+    return store  # checked by mypy: SqlStore satisfies the Store protocol
+
+
+def test_sql_store_has_every_store_method() -> None:
+    for name in dir(Store):
+        if not name.startswith("_"):
+            assert callable(getattr(SqlStore, name)), name
+
+
+async def test_ping(store: SqlStore) -> None:
+    assert await store.ping() is True
+
+
+# -- rooms -----------------------------------------------------------------------------
+
+
+async def test_create_room_stores_room_members_and_event_one(chat: Chat) -> None:
+    room = await chat.room(RoomType.GROUP_CHAT, joined=("alice", "bob"), invited=("carol",))
+    stored = await chat.store.get_room(room.id)
+    assert stored is not None
+    assert (stored.name, stored.type, stored.created_by) == (room.name, room.type, "alice")
+    assert stored.settings == room.settings
+    assert stored.created_at == room.created_at
+    assert (stored.last_seq, stored.member_count) == (1, 2)
+    members = {m.user_id: m for m in await chat.store.list_members(room.id)}
+    assert members["alice"].role is Role.OWNER
+    assert members["carol"].state is MembershipState.INVITED
+    assert members["carol"].invited_by == "alice"
+    [created] = await chat.store.events_after(room.id, 0, 10)
+    assert created.seq == 1 and created.type == "room_created"
+    data = orjson.loads(created.frame)["data"]
+    assert data["room"]["memberCount"] == 2
+    assert {m["userId"] for m in data["members"]} == {"alice", "bob", "carol"}
+
+
+async def test_unknown_things_are_none(chat: Chat) -> None:
+    assert await chat.store.get_room("nope") is None
+    assert await chat.store.get_member("nope", "alice") is None
+    assert await chat.store.get_message("nope") is None
+    assert await chat.store.find_dm("nope") is None
+    assert await chat.store.events_after("nope", 0, 10) == []
+    assert await chat.store.unread_count("nope", "alice") == (0, 0)
+
+
+async def test_dm_key_is_unique(chat: Chat) -> None:
+    key = dm_key("alice", "bob")
+    first = await chat.room(RoomType.DIRECT_MESSAGE, joined=("alice", "bob"), key=key)
+    with pytest.raises(ChatError) as info:
+        await chat.room(RoomType.DIRECT_MESSAGE, joined=("bob", "alice"), key=key)
+    assert info.value.code is ErrorCode.CONFLICT
+    found = await chat.store.find_dm(dm_key("bob", "alice"))
+    assert found is not None and found.id == first.id
+    # a failed create leaves nothing behind
+    assert len(await chat.store.list_user_rooms("bob")) == 1
+
+
+async def test_creating_the_same_room_id_twice_is_a_conflict(chat: Chat) -> None:
+    room = await chat.room()
+    with pytest.raises(ChatError) as info:
+        await chat.store.create_room(room, [], None)
+    assert info.value.code is ErrorCode.CONFLICT
+
+
+async def test_public_directory(chat: Chat) -> None:
+    hundred = await chat.room(RoomType.PUBLIC_ROOM, joined=("a", "b", "c"))
+    await chat.store.commit(UpdateRoom(hundred.id, "a", now(), name="100% real_talk"))
+    thousand = await chat.room(RoomType.PUBLIC_ROOM, joined=("a",))
+    await chat.store.commit(UpdateRoom(thousand.id, "a", now(), name="1000 realXtalk"))
+    await chat.room(RoomType.GROUP_CHAT, joined=("a",))  # private: never listed
+    listed = await chat.store.list_public_rooms(10, 0, None)
+    assert [r.id for r in listed] == [hundred.id, thousand.id]  # biggest first
+    assert [r.id for r in await chat.store.list_public_rooms(10, 0, "100%")] == [hundred.id]
+    assert [r.id for r in await chat.store.list_public_rooms(10, 0, "l_t")] == [hundred.id]
+    assert [r.id for r in await chat.store.list_public_rooms(10, 0, "REAL")] == [
+        hundred.id,
+        thousand.id,
+    ]
+    assert [r.id for r in await chat.store.list_public_rooms(1, 1, None)] == [thousand.id]
+
+
+# -- sequence numbers ------------------------------------------------------------------
+
+
+async def test_seq_is_gap_free_and_unique_under_concurrent_commits(chat: Chat) -> None:
+    rooms = [await chat.room() for _ in range(3)]
+    per_room = 100
+    drafts = [
+        chat.draft(rooms[i % 3].id, ("alice", "bob")[i % 2], f"message {i}")
+        for i in range(per_room * 3)
+    ]
+    events = await asyncio.gather(*(chat.store.commit(PostMessage(d)) for d in drafts))
+    for room in rooms:
+        mine = [e for e in events if e is not None and e.room_id == room.id]
+        assert sorted(e.seq for e in mine) == list(range(2, per_room + 2))
+        assert await chat.seqs(room.id) == list(range(1, per_room + 2))
+        assert await chat.last_seq(room.id) == per_room + 1
+        history = await chat.store.history(room.id, None, None, 1000)
+        assert [m.seq for m in history] == list(range(2, per_room + 2))
+    # each message is stored with the seq its event carried
+    for draft, event in zip(drafts, events, strict=True):
+        assert event is not None
+        stored = await chat.store.get_message(draft.id)
+        assert stored is not None and stored.seq == event.seq
+
+
+async def test_seq_is_gap_free_with_two_stores_on_one_database(
+    database_url: str, chat: Chat
+) -> None:
+    # Two nodes sharing a database must not reuse or skip numbers either.
+    room = await chat.room()
+    other = SqlStore(database_url)
+    await other.open()
+    try:
+        drafts = [chat.draft(room.id, "alice", f"m{i}") for i in range(120)]
+        stores = [chat.store, other]
+        await asyncio.gather(*(stores[i % 2].commit(PostMessage(d)) for i, d in enumerate(drafts)))
+    finally:
+        await other.close()
+    assert await chat.seqs(room.id) == list(range(1, 122))
+    assert await chat.last_seq(room.id) == 121
+
+
+async def test_events_after_is_ordered_and_limited(chat: Chat) -> None:
+    room = await chat.room()
+    posted = [await chat.post(room.id, "alice", f"m{i}") for i in range(6)]
+    assert [e.seq for e in await chat.store.events_after(room.id, 0, 3)] == [1, 2, 3]
+    page = await chat.store.events_after(room.id, 3, 2)
+    assert [e.seq for e in page] == [4, 5]
+    assert [e.seq for e in await chat.store.events_after(room.id, 7, 100)] == []
+    for event in await chat.store.events_after(room.id, 1, 100):
+        frame = orjson.loads(event.frame)
+        assert set(frame) == {"type", "roomId", "seq", "data"}
+        assert (frame["type"], frame["roomId"], frame["seq"]) == (
+            "new_message",
+            room.id,
+            event.seq,
+        )
+        assert frame["data"]["id"] == posted[event.seq - 2].id
+        assert frame["data"]["seq"] == event.seq
+
+
+async def test_replayed_frames_are_the_committed_bytes(chat: Chat) -> None:
+    room = await chat.room()
+    message = await chat.post(room.id, "alice", 'héllo 👋 "quoted"')
+    await chat.store.commit(AddReaction(room.id, message.id, "bob", "🔥", now()))
+    await chat.store.commit(
+        EditMessage(room.id, message.id, "alice", {"text": "edited"}, (), now())
+    )
+    stored = {e.seq: e.frame for e in await chat.store.events_after(room.id, 0, 100)}
+    assert len(chat.committed) == 3
+    for event in chat.committed:
+        assert stored[event.seq] == event.frame
+
+
+async def test_commit_listener_sees_each_event_once_in_seq_order(chat: Chat) -> None:
+    rooms = [await chat.room() for _ in range(2)]
+    drafts = [chat.draft(rooms[i % 2].id, "alice", f"m{i}") for i in range(40)]
+    await asyncio.gather(*(chat.store.commit(PostMessage(d)) for d in drafts))
+    for room in rooms:
+        seen = [e.seq for e in chat.committed if e.room_id == room.id]
+        assert seen == list(range(2, 22))
+
+
+async def test_a_failing_listener_does_not_undo_the_commit(chat: Chat) -> None:
+    room = await chat.room()
+
+    def broken(events: Sequence[RoomEvent]) -> None:
+        raise RuntimeError("fan-out exploded")
+
+    chat.store.set_commit_listener(broken)
+    message = await chat.post(room.id, "alice", "still durable")
+    assert await chat.store.get_message(message.id) is not None
+    assert await chat.seqs(room.id) == [1, 2]
+
+
+async def test_refused_commands_in_a_batch_consume_no_seq(chat: Chat) -> None:
+    room = await chat.room()
+    gone = await chat.post(room.id, "alice", "to be deleted")
+    await chat.store.commit(DeleteMessage(room.id, gone.id, "alice", now()))
+    commands: list[WriteCommand] = [
+        PostMessage(chat.draft(room.id, "alice", "a")),
+        EditMessage(room.id, gone.id, "alice", {"text": "zombie"}, (), now()),
+        PostMessage(chat.draft(room.id, "bob", "b")),
+        AddReaction(room.id, gone.id, "bob", "👍", now()),
+        EditMessage(room.id, "no-such-message", "alice", {"text": "?"}, (), now()),
+        ChangeRole(room.id, "stranger", Role.MODERATOR, "alice", now()),
+        PostMessage(chat.draft("no-such-room", "alice", "lost")),
+        PostMessage(chat.draft(room.id, "alice", "c")),
+    ]
+    batches_before = chat.store.write_stats[0]
+    results = await asyncio.gather(
+        *(chat.store.commit(c) for c in commands), return_exceptions=True
+    )
+    assert chat.store.write_stats[0] - batches_before == 1  # all in one transaction
+    codes = [r.code if isinstance(r, ChatError) else None for r in results]
+    assert codes == [
+        None,
+        ErrorCode.MESSAGE_DELETED,
+        None,
+        ErrorCode.MESSAGE_DELETED,
+        ErrorCode.MESSAGE_NOT_FOUND,
+        ErrorCode.NOT_A_MEMBER,
+        ErrorCode.ROOM_NOT_FOUND,
+        None,
+    ]
+    assert await chat.seqs(room.id) == [1, 2, 3, 4, 5, 6]
+    assert [r.seq for r in results if isinstance(r, RoomEvent)] == [4, 5, 6]
+
+
+# -- idempotent sends ------------------------------------------------------------------
+
+
+async def test_a_repeated_client_message_id_is_a_conflict_and_changes_nothing(
+    chat: Chat,
+) -> None:
+    room = await chat.room()
+    original = await chat.post(room.id, "alice", "first", client_id="c-1")
+    retry = chat.draft(room.id, "alice", "second try", client_id="c-1")
+    await refused(ErrorCode.CONFLICT, PostMessage(retry), chat.store)
+    stored = await chat.store.find_by_client_id(room.id, "alice", "c-1")
+    assert stored is not None
+    assert (stored.id, stored.content, stored.seq) == (original.id, {"text": "first"}, 2)
+    assert await chat.store.get_message(retry.id) is None
+    assert await chat.last_seq(room.id) == 2
+    after = await chat.post(room.id, "alice", "next")
+    assert after.seq == 3  # no number was burnt by the refused retry
+
+
+async def test_the_same_client_message_id_from_another_sender_or_room_is_fine(
+    chat: Chat,
+) -> None:
+    room, other_room = await chat.room(), await chat.room()
+    await chat.post(room.id, "alice", "a", client_id="c-1")
+    bob = await chat.post(room.id, "bob", "b", client_id="c-1")
+    elsewhere = await chat.post(other_room.id, "alice", "c", client_id="c-1")
+    assert (bob.seq, elsewhere.seq) == (3, 2)
+    found = await chat.store.find_by_client_id(room.id, "bob", "c-1")
+    assert found is not None and found.id == bob.id
+    assert await chat.store.find_by_client_id(room.id, "carol", "c-1") is None
+
+
+async def test_concurrent_duplicates_store_one_and_fail_none_of_the_others(chat: Chat) -> None:
+    room = await chat.room()
+    drafts = [chat.draft(room.id, "alice", f"m{i}") for i in range(8)]
+    drafts.insert(3, chat.draft(room.id, "alice", "dup A", client_id="same"))
+    drafts.insert(6, chat.draft(room.id, "alice", "dup B", client_id="same"))
+    results = await asyncio.gather(
+        *(chat.store.commit(PostMessage(d)) for d in drafts), return_exceptions=True
+    )
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert len(failures) == 1
+    assert isinstance(failures[0], ChatError) and failures[0].code is ErrorCode.CONFLICT
+    assert await chat.seqs(room.id) == list(range(1, 11))
+
+
+# -- edits, deletes, reactions ---------------------------------------------------------
+
+
+async def test_edit_updates_the_message_and_keeps_its_history(chat: Chat) -> None:
+    room = await chat.room()
+    message = await chat.post(room.id, "alice", "v1")
+    first_edit_at, second_edit_at = now(), now()
+    event = await chat.store.commit(
+        EditMessage(room.id, message.id, "alice", {"text": "v2"}, (), first_edit_at)
+    )
+    assert event is not None and (event.type, event.seq) == (EventType.MESSAGE_EDITED, 3)
+    await chat.store.commit(
+        EditMessage(room.id, message.id, "alice", {"text": "v3 @bob"}, ("bob",), second_edit_at)
+    )
+    stored = await chat.store.get_message(message.id)
+    assert stored is not None
+    assert stored.content == {"text": "v3 @bob"}
+    assert stored.status is MessageStatus.EDITED
+    assert stored.updated_at == second_edit_at
+    assert stored.mentions == ("bob",)
+    assert stored.seq == message.seq  # an edit does not move the message
+    edits = await chat.store.edit_history(message.id)
+    assert [e.content for e in edits] == [{"text": "v1"}, {"text": "v2"}]
+    assert [e.edited_at for e in edits] == [first_edit_at, second_edit_at]
+    assert all(e.edited_by == "alice" for e in edits)
+
+
+async def test_edit_in_the_wrong_room_is_not_found(chat: Chat) -> None:
+    room, other = await chat.room(), await chat.room()
+    message = await chat.post(room.id, "alice", "v1")
+    command = EditMessage(other.id, message.id, "alice", {"text": "x"}, (), now())
+    await refused(ErrorCode.MESSAGE_NOT_FOUND, command, chat.store)
+
+
+async def test_delete_tombstones_and_scrubs_the_event_log(chat: Chat) -> None:
+    room = await chat.room()
+    message = await chat.post(room.id, "alice", "secret original @bob")
+    await chat.store.commit(
+        EditMessage(room.id, message.id, "alice", {"text": "secret edited"}, (), now())
+    )
+    await chat.store.commit(AddReaction(room.id, message.id, "bob", "👍", now()))
+    assert b"secret" in await chat.frames_text(room.id)
+
+    event = await chat.store.commit(DeleteMessage(room.id, message.id, "bob", now()))
+    assert event is not None and event.type is EventType.MESSAGE_DELETED
+    assert event.data["deletedBy"] == "bob"
+
+    stored = await chat.store.get_message(message.id)
+    assert stored is not None
+    assert stored.status is MessageStatus.DELETED and stored.deleted
+    assert stored.content == {}
+    assert stored.reactions == ()
+    assert stored.mentions == ()
+    assert await chat.store.edit_history(message.id) == []
+    log = await chat.frames_text(room.id)
+    assert b"secret" not in log
+    assert await chat.seqs(room.id) == [1, 2, 3, 4, 5]  # numbers stay; content goes
+    [tombstone] = await chat.store.history(room.id, None, None, 10)
+    assert (tombstone.id, tombstone.status, tombstone.content) == (
+        message.id,
+        MessageStatus.DELETED,
+        {},
+    )
+
+
+async def test_an_edit_committed_with_the_delete_is_scrubbed_too(chat: Chat) -> None:
+    room = await chat.room()
+    message = await chat.post(room.id, "alice", "original")
+    # Submitted together, so both land in the same write batch.
+    batches_before = chat.store.write_stats[0]
+    await asyncio.gather(
+        chat.store.commit(
+            EditMessage(room.id, message.id, "alice", {"text": "edited secret"}, (), now())
+        ),
+        chat.store.commit(DeleteMessage(room.id, message.id, "alice", now())),
+    )
+    assert chat.store.write_stats[0] - batches_before == 1
+    stored = await chat.store.get_message(message.id)
+    assert stored is not None and stored.deleted and stored.content == {}
+    log = await chat.frames_text(room.id)
+    assert b"secret" not in log
+    assert b"original" not in log
+
+
+async def test_deleting_twice_changes_nothing(chat: Chat) -> None:
+    room = await chat.room()
+    message = await chat.post(room.id, "alice", "bye")
+    assert await chat.store.commit(DeleteMessage(room.id, message.id, "alice", now()))
+    assert await chat.store.commit(DeleteMessage(room.id, message.id, "alice", now())) is None
+    assert await chat.last_seq(room.id) == 3
+
+
+async def test_one_reaction_per_user_and_emoji(chat: Chat) -> None:
+    room = await chat.room(joined=("alice", "bob", "carol"))
+    message = await chat.post(room.id, "alice", "react to me")
+    first = await chat.store.commit(AddReaction(room.id, message.id, "bob", "👍", now()))
+    assert first is not None and first.type is EventType.REACTION_ADDED
+    assert first.data == {"messageId": message.id, "emoji": "👍", "userId": "bob"}
+    again = await chat.store.commit(AddReaction(room.id, message.id, "bob", "👍", now()))
+    assert again is None
+    assert await chat.last_seq(room.id) == 3  # the no-op took no number
+    await chat.store.commit(AddReaction(room.id, message.id, "carol", "👍", now()))
+    await chat.store.commit(AddReaction(room.id, message.id, "bob", "❤️", now()))
+    stored = await chat.store.get_message(message.id)
+    assert stored is not None
+    assert set(stored.reactions) == {
+        Reaction("👍", ("bob", "carol")),
+        Reaction("❤️", ("bob",)),
+    }
+
+    removed = await chat.store.commit(RemoveReaction(room.id, message.id, "bob", "👍", now()))
+    assert removed is not None and removed.type is EventType.REACTION_REMOVED
+    assert await chat.store.commit(RemoveReaction(room.id, message.id, "bob", "👍", now())) is None
+    stored = await chat.store.get_message(message.id)
+    assert stored is not None
+    assert set(stored.reactions) == {Reaction("👍", ("carol",)), Reaction("❤️", ("bob",))}
+    assert await chat.seqs(room.id) == [1, 2, 3, 4, 5, 6]
+
+
+async def test_reactions_on_a_deleted_message_are_refused(chat: Chat) -> None:
+    room = await chat.room()
+    message = await chat.post(room.id, "alice", "x")
+    await chat.store.commit(DeleteMessage(room.id, message.id, "alice", now()))
+    command = AddReaction(room.id, message.id, "bob", "👍", now())
+    await refused(ErrorCode.MESSAGE_DELETED, command, chat.store)
+
+
+# -- reads: history, threads, search ---------------------------------------------------
+
+
+async def test_history_cursors(chat: Chat) -> None:
+    room = await chat.room()
+    for i in range(10):
+        await chat.post(room.id, "alice", f"m{i}")  # seq 2..11
+
+    async def seqs(before: int | None, after: int | None, limit: int) -> list[int]:
+        return [m.seq for m in await chat.store.history(room.id, before, after, limit)]
+
+    assert await seqs(None, None, 3) == [9, 10, 11]  # newest N, ascending
+    assert await seqs(None, 2, 3) == [3, 4, 5]  # oldest N after
+    assert await seqs(None, 0, 3) == [2, 3, 4]
+    assert await seqs(5, None, 3) == [2, 3, 4]  # newest N before
+    assert await seqs(3, None, 5) == [2]
+    assert await seqs(None, 11, 5) == []
+    assert await seqs(7, 3, 10) == [4, 5, 6]
+    assert await seqs(None, None, 100) == list(range(2, 12))
+
+
+async def test_history_shows_messages_as_they_stand(chat: Chat) -> None:
+    room = await chat.room()
+    kept = await chat.post(room.id, "alice", "old text")
+    gone = await chat.post(room.id, "bob", "regret")
+    await chat.store.commit(EditMessage(room.id, kept.id, "alice", {"text": "new text"}, (), now()))
+    await chat.store.commit(DeleteMessage(room.id, gone.id, "bob", now()))
+    await chat.store.commit(AddReaction(room.id, kept.id, "bob", "👍", now()))
+    first, second = await chat.store.history(room.id, None, None, 10)
+    assert (first.content, first.status) == ({"text": "new text"}, MessageStatus.EDITED)
+    assert first.reactions == (Reaction("👍", ("bob",)),)
+    assert (second.content, second.status) == ({}, MessageStatus.DELETED)
+
+
+async def test_history_is_per_room(chat: Chat) -> None:
+    room, other = await chat.room(), await chat.room()
+    await chat.post(room.id, "alice", "here")
+    await chat.post(other.id, "alice", "there")
+    [only] = await chat.store.history(room.id, None, None, 10)
+    assert only.content == {"text": "here"}
+
+
+async def test_threads_and_reply_counts(chat: Chat) -> None:
+    room = await chat.room()
+    root = await chat.post(room.id, "alice", "root")
+    other_root = await chat.post(room.id, "alice", "other root")
+    await chat.post(room.id, "bob", "reply 1", reply_to=root.id)
+    await chat.post(room.id, "alice", "unrelated")
+    await asyncio.gather(
+        *(
+            chat.store.commit(
+                PostMessage(chat.draft(room.id, "bob", f"reply {i}", reply_to=root.id))
+            )
+            for i in (2, 3)
+        )
+    )
+    replies = await chat.store.thread(root.id, 10)
+    assert replies[0].content["text"] == "reply 1"
+    assert {m.content["text"] for m in replies} == {"reply 1", "reply 2", "reply 3"}
+    assert [m.seq for m in replies] == sorted(m.seq for m in replies)
+    assert all(m.reply_to == root.id for m in replies)
+    assert len(await chat.store.thread(root.id, 2)) == 2
+    stored_root = await chat.store.get_message(root.id)
+    assert stored_root is not None and stored_root.reply_count == 3
+    stored_other = await chat.store.get_message(other_root.id)
+    assert stored_other is not None and stored_other.reply_count == 0
+    assert await chat.store.thread(other_root.id, 10) == []
+
+
+async def test_search_finds_words_in_the_room(chat: Chat) -> None:
+    room, other = await chat.room(), await chat.room()
+    fox = await chat.post(room.id, "alice", "the quick brown fox")
+    await chat.post(room.id, "alice", "a lazy dog sleeps")
+    thinking = await chat.post(room.id, "bob", "Quick thinking!")
+    await chat.post(other.id, "alice", "quick elsewhere")
+
+    async def found(query: str) -> list[str]:
+        return [m.id for m in await chat.store.search(room.id, query, 10)]
+
+    assert await found("quick") == [thinking.id, fox.id]  # newest first
+    assert await found("QUICK") == [thinking.id, fox.id]
+    assert await found("brown fox") == [fox.id]
+    assert await found("fox brown") == [fox.id]
+    assert await found("cat") == []
+    assert len(await chat.store.search(room.id, "quick", 1)) == 1
+
+
+async def test_search_folds_case_accents_and_punctuation_alike_everywhere(chat: Chat) -> None:
+    room = await chat.room()
+    cafe = await chat.post(room.id, "alice", "Café au lait at the ÉCOLE")
+    hyphen = await chat.post(room.id, "alice", "a well-known fact")
+    spaced = await chat.post(room.id, "alice", "well known too")
+    street = await chat.post(room.id, "alice", "Hauptstraße 5")
+    mail = await chat.post(room.id, "alice", "write to fan@example.com")
+
+    async def found(query: str) -> set[str]:
+        return {m.id for m in await chat.store.search(room.id, query, 10)}
+
+    for query in ("cafe", "café", "CAFÉ", "ecole", "école"):
+        assert await found(query) == {cafe.id}, query
+    assert await found("well-known") == {hyphen.id, spaced.id}
+    assert await found("well known") == {hyphen.id, spaced.id}
+    assert await found("hauptstrasse") == {street.id}
+    assert await found("hauptstraße") == {street.id}
+    assert await found("example.com") == {mail.id}
+    assert await found("example") == {mail.id}
+    assert await found("run") == set()  # words, not stems
+
+
+async def test_search_skips_deleted_and_sees_edited_text(chat: Chat) -> None:
+    room = await chat.room()
+    deleted = await chat.post(room.id, "alice", "banana split")
+    edited = await chat.post(room.id, "alice", "apple pie")
+    await chat.store.commit(DeleteMessage(room.id, deleted.id, "alice", now()))
+    await chat.store.commit(
+        EditMessage(room.id, edited.id, "alice", {"text": "cherry pie"}, (), now())
+    )
+    assert await chat.store.search(room.id, "banana", 10) == []
+    assert await chat.store.search(room.id, "apple", 10) == []
+    assert [m.id for m in await chat.store.search(room.id, "cherry", 10)] == [edited.id]
+
+
+OPERATOR_QUERIES = [
+    'AND OR "',
+    "NEAR(",
+    '"',
+    '""',
+    "*",
+    "fox*",
+    "-fox",
+    "fox:",
+    "(",
+    ")",
+    "'",
+    "o'brien",
+    "NOT",
+    "a & b | !c",
+    "^fox",
+    "%_\\",
+    "   ",
+    "!!!",
+    "fox NEAR/2 quick",
+    "{quick}",
+]
+
+
+async def test_search_handles_operator_characters_safely(chat: Chat) -> None:
+    room = await chat.room()
+    fox = await chat.post(room.id, "alice", "the quick brown fox and the NEAR ones")
+    for query in OPERATOR_QUERIES:
+        results = await chat.store.search(room.id, query, 10)
+        assert all(m.id == fox.id for m in results), query
+    assert [m.id for m in await chat.store.search(room.id, "fox*", 10)] == [fox.id]
+
+
+async def test_search_treats_operator_words_as_words(chat: Chat) -> None:
+    room = await chat.room()
+    near = await chat.post(room.id, "alice", "stay near me")
+    await chat.post(room.id, "alice", "far away")
+    assert [m.id for m in await chat.store.search(room.id, "NEAR", 10)] == [near.id]
+    assert [m.id for m in await chat.store.search(room.id, '"near"', 10)] == [near.id]
+
+
+# -- read markers and unread counts ----------------------------------------------------
+
+
+async def test_unread_counts_and_mentions_follow_the_read_marker(chat: Chat) -> None:
+    room = await chat.room(joined=("alice", "bob"))
+    await chat.post(room.id, "alice", "hello")  # 2
+    second = await chat.post(room.id, "alice", "hey @bob")  # 3
+    await chat.post(room.id, "bob", "hi @alice")  # 4
+    await chat.post(room.id, "alice", "@bob @bob again")  # 5
+    assert await chat.store.unread_count(room.id, "bob") == (3, 2)
+    assert await chat.store.unread_count(room.id, "alice") == (1, 1)
+
+    assert await chat.store.mark_read(room.id, "bob", second.seq) == 3
+    assert await chat.store.unread_count(room.id, "bob") == (1, 1)
+    assert await chat.store.mark_read(room.id, "bob", 2) == 3  # never backwards
+    assert await chat.store.unread_count(room.id, "bob") == (1, 1)
+    member = await chat.store.get_member(room.id, "bob")
+    assert member is not None and member.last_read_seq == 3
+    assert await chat.store.mark_read(room.id, "bob", 5) == 5
+    assert await chat.store.unread_count(room.id, "bob") == (0, 0)
+
+
+async def test_deleted_messages_are_not_unread(chat: Chat) -> None:
+    room = await chat.room(joined=("alice", "bob"))
+    message = await chat.post(room.id, "alice", "oops @bob")
+    await chat.post(room.id, "alice", "fine")
+    assert await chat.store.unread_count(room.id, "bob") == (2, 1)
+    await chat.store.commit(DeleteMessage(room.id, message.id, "alice", now()))
+    assert await chat.store.unread_count(room.id, "bob") == (1, 0)
+
+
+async def test_mark_read_needs_a_membership(chat: Chat) -> None:
+    room = await chat.room(joined=("alice",))
+    with pytest.raises(ChatError) as info:
+        await chat.store.mark_read(room.id, "mallory", 1)
+    assert info.value.code is ErrorCode.NOT_A_MEMBER
+
+
+async def test_list_user_rooms_with_unread_counts(chat: Chat) -> None:
+    quiet = await chat.room(joined=("alice", "bob"))
+    busy = await chat.room(joined=("alice", "bob"))
+    invited = await chat.room(RoomType.GROUP_CHAT, joined=("carol",), invited=("bob",))
+    await chat.room(joined=("alice", "carol"))  # bob is not in it
+    await chat.post(quiet.id, "alice", "one")
+    for text in ("a", "b @bob", "c"):
+        await chat.post(busy.id, "alice", text)
+    await chat.post(busy.id, "bob", "mine")
+    summaries = {s.room.id: s for s in await chat.store.list_user_rooms("bob")}
+    assert set(summaries) == {quiet.id, busy.id, invited.id}
+    assert (summaries[busy.id].unread_count, summaries[busy.id].unread_mentions) == (3, 1)
+    assert (summaries[quiet.id].unread_count, summaries[quiet.id].unread_mentions) == (1, 0)
+    assert summaries[invited.id].member.state is MembershipState.INVITED
+    assert summaries[busy.id].member.user_id == "bob"
+    assert summaries[busy.id].room.last_seq == 5
+    ordered = [s.room.id for s in await chat.store.list_user_rooms("bob")]
+    assert ordered[0] == busy.id  # most recently active first
+    await chat.store.mark_read(busy.id, "bob", 5)
+    again = {s.room.id: s for s in await chat.store.list_user_rooms("bob")}
+    assert (again[busy.id].unread_count, again[busy.id].unread_mentions) == (0, 0)
+    assert set(await chat.store.user_room_ids("bob")) == {quiet.id, busy.id}  # joined only
+
+
+# -- membership ------------------------------------------------------------------------
+
+
+def joining(room_id: str, user_id: str, state: MembershipState = MembershipState.JOINED) -> Member:
+    return Member(room_id, user_id, Role.MEMBER, state, now())
+
+
+async def test_join_and_leave_events_and_member_count(chat: Chat) -> None:
+    room = await chat.room(joined=("alice",))
+    joined = await chat.store.commit(AddMember(joining(room.id, "bob"), "bob"))
+    assert joined is not None and (joined.type, joined.seq) == (EventType.USER_JOINED, 2)
+    assert joined.data["userId"] == "bob"
+    assert await chat.store.commit(AddMember(joining(room.id, "bob"), "bob")) is None
+    stored = await chat.store.get_room(room.id)
+    assert stored is not None and (stored.member_count, stored.last_seq) == (2, 2)
+    assert set(await chat.store.user_room_ids("bob")) == {room.id}
+
+    left = await chat.store.commit(RemoveMember(room.id, "bob", "bob", now()))
+    assert left is not None and left.type is EventType.USER_LEFT
+    assert (left.data["userId"], left.data["reason"]) == ("bob", "left")
+    assert await chat.store.get_member(room.id, "bob") is None
+    assert await chat.store.commit(RemoveMember(room.id, "bob", "bob", now())) is None
+    stored = await chat.store.get_room(room.id)
+    assert stored is not None and (stored.member_count, stored.last_seq) == (1, 3)
+    assert await chat.store.user_room_ids("bob") == []
+
+
+async def test_removal_by_someone_else_is_marked_removed(chat: Chat) -> None:
+    room = await chat.room(joined=("alice", "bob"))
+    event = await chat.store.commit(RemoveMember(room.id, "bob", "alice", now()))
+    assert event is not None
+    assert (event.data["reason"], event.data["removedBy"]) == ("removed", "alice")
+
+
+async def test_a_full_room_refuses_joins_without_burning_a_seq(chat: Chat) -> None:
+    room = await chat.room(RoomType.GROUP_CHAT, joined=("alice", "bob"), max_participants=2)
+    error = await refused(
+        ErrorCode.ROOM_FULL, AddMember(joining(room.id, "carol"), "carol"), chat.store
+    )
+    assert error.details == {"maxParticipants": 2}
+    assert await chat.last_seq(room.id) == 1
+    await chat.store.commit(RemoveMember(room.id, "bob", "bob", now()))
+    assert await chat.store.commit(AddMember(joining(room.id, "carol"), "carol")) is not None
+    assert await chat.seqs(room.id) == [1, 2, 3]
+
+
+async def test_concurrent_joins_never_overfill_a_room(chat: Chat) -> None:
+    room = await chat.room(RoomType.GROUP_CHAT, joined=("alice",), max_participants=5)
+    results = await asyncio.gather(
+        *(chat.store.commit(AddMember(joining(room.id, f"u{i}"), f"u{i}")) for i in range(10)),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, RoomEvent) for r in results) == 4
+    assert all(r.code is ErrorCode.ROOM_FULL for r in results if isinstance(r, ChatError))
+    stored = await chat.store.get_room(room.id)
+    assert stored is not None and stored.member_count == 5
+    assert len(await chat.store.list_members(room.id)) == 5
+
+
+async def test_invite_then_join(chat: Chat) -> None:
+    room = await chat.room(RoomType.GROUP_CHAT, joined=("alice",))
+    invite = Member(room.id, "dave", Role.MEMBER, MembershipState.INVITED, now(), "alice")
+    invited = await chat.store.commit(AddMember(invite, "alice"))
+    assert invited is not None and invited.type is EventType.USER_INVITED
+    assert (invited.data["userId"], invited.data["invitedBy"]) == ("dave", "alice")
+    member = await chat.store.get_member(room.id, "dave")
+    assert member is not None and member.state is MembershipState.INVITED
+    stored = await chat.store.get_room(room.id)
+    assert stored is not None and stored.member_count == 1  # invitees do not count
+    assert await chat.store.user_room_ids("dave") == []
+    assert await chat.store.commit(AddMember(invite, "alice")) is None  # invited twice
+
+    joined = await chat.store.commit(AddMember(joining(room.id, "dave"), "dave"))
+    assert joined is not None and joined.type is EventType.USER_JOINED
+    member = await chat.store.get_member(room.id, "dave")
+    assert member is not None and member.state is MembershipState.JOINED
+    assert member.invited_by == "alice"
+    stored = await chat.store.get_room(room.id)
+    assert stored is not None and stored.member_count == 2
+    assert await chat.store.commit(AddMember(invite, "alice")) is None  # already joined
+    assert await chat.seqs(room.id) == [1, 2, 3]
+
+
+async def test_removing_an_invitee_keeps_the_member_count(chat: Chat) -> None:
+    room = await chat.room(RoomType.GROUP_CHAT, joined=("alice", "bob"), invited=("carol",))
+    assert await chat.store.commit(RemoveMember(room.id, "carol", "alice", now())) is not None
+    stored = await chat.store.get_room(room.id)
+    assert stored is not None and stored.member_count == 2
+
+
+async def test_role_changes(chat: Chat) -> None:
+    room = await chat.room(joined=("alice", "bob"))
+    event = await chat.store.commit(ChangeRole(room.id, "bob", Role.MODERATOR, "alice", now()))
+    assert event is not None and event.type is EventType.ROLE_CHANGED
+    assert event.data == {"userId": "bob", "role": "moderator", "changedBy": "alice"}
+    member = await chat.store.get_member(room.id, "bob")
+    assert member is not None and member.role is Role.MODERATOR
+
+
+async def test_room_updates_apply_and_take_a_seq(chat: Chat) -> None:
+    room = await chat.room(RoomType.GROUP_CHAT, joined=("alice", "bob", "carol"))
+    smaller = replace(room.settings, max_participants=3, read_only=True)
+    event = await chat.store.commit(
+        UpdateRoom(room.id, "alice", now(), name="Renamed", settings=smaller, metadata={"k": 1})
+    )
+    assert event is not None and (event.type, event.seq) == (EventType.ROOM_UPDATED, 2)
+    assert event.data["room"]["name"] == "Renamed"
+    assert event.data["room"]["lastSeq"] == 2
+    stored = await chat.store.get_room(room.id)
+    assert stored is not None
+    assert (stored.name, stored.metadata, stored.settings) == ("Renamed", {"k": 1}, smaller)
+    assert stored.updated_at is not None
+    command = AddMember(joining(room.id, "dave"), "dave")
+    await refused(ErrorCode.ROOM_FULL, command, chat.store)
+
+
+# -- durability across restarts --------------------------------------------------------
+
+
+async def test_reopening_keeps_everything_and_continues_numbering(database_url: str) -> None:
+    first = SqlStore(database_url)
+    await first.open()
+    chat = Chat(first)
+    room = await chat.room(joined=("alice", "bob"))
+    message = await chat.post(room.id, "alice", "before restart", client_id="c-1")
+    await chat.store.commit(AddReaction(room.id, message.id, "bob", "👍", now()))
+    await chat.store.mark_read(room.id, "bob", 3)
+    await first.close()
+
+    second = SqlStore(database_url)
+    await second.open()  # migrations are idempotent
+    try:
+        again = Chat(second)
+        stored = await second.get_room(room.id)
+        assert stored is not None and (stored.last_seq, stored.member_count) == (3, 2)
+        kept = await second.get_message(message.id)
+        assert kept is not None and kept.content == {"text": "before restart"}
+        assert kept.reactions == (Reaction("👍", ("bob",)),)
+        member = await second.get_member(room.id, "bob")
+        assert member is not None and member.last_read_seq == 3
+        await refused(
+            ErrorCode.CONFLICT,
+            PostMessage(again.draft(room.id, "alice", "retry", client_id="c-1")),
+            second,
+        )
+        after = await again.post(room.id, "alice", "after restart")
+        assert after.seq == 4
+        assert await again.seqs(room.id) == [1, 2, 3, 4]
+        assert [m.id for m in await second.search(room.id, "restart", 10)] == [
+            after.id,
+            message.id,
+        ]
+    finally:
+        await second.close()
+
+
+async def test_edit_moves_mentions_and_delete_decrements_reply_count(database_url: str) -> None:
+    """Unread mentions follow an edit's text; a deleted reply leaves the thread count."""
+    from datetime import UTC, datetime
+
+    from chatsphere.adapters.sql.store import SqlStore
+    from chatsphere.domain.messages import Message, MessageType
+    from chatsphere.domain.rooms import (
+        DEFAULT_SETTINGS,
+        Member,
+        MembershipState,
+        Role,
+        Room,
+        RoomType,
+    )
+    from chatsphere.ids import new_id
+    from chatsphere.ports.store import AddMember, DeleteMessage, EditMessage, PostMessage
+
+    store = SqlStore(database_url)
+    await store.open()
+    try:
+        now = datetime.now(UTC)
+        room = Room(
+            new_id(),
+            RoomType.GROUP_CHAT,
+            "g",
+            None,
+            "ann",
+            DEFAULT_SETTINGS[RoomType.GROUP_CHAT],
+            {},
+            now,
+        )
+        await store.create_room(
+            room, [Member(room.id, "ann", Role.OWNER, MembershipState.JOINED, now)], None
+        )
+        for user in ("bob", "cid"):
+            await store.commit(
+                AddMember(Member(room.id, user, Role.MEMBER, MembershipState.JOINED, now), user)
+            )
+        root = Message(
+            new_id(), room.id, "ann", MessageType.TEXT, {"text": "hi @bob"}, now, mentions=("bob",)
+        )
+        await store.commit(PostMessage(root))
+        assert await store.unread_count(room.id, "bob") == (1, 1)
+        await store.commit(EditMessage(room.id, root.id, "ann", {"text": "hi @cid"}, ("cid",), now))
+        assert (await store.unread_count(room.id, "bob"))[1] == 0
+        assert (await store.unread_count(room.id, "cid"))[1] == 1
+        reply = Message(
+            new_id(), room.id, "bob", MessageType.TEXT, {"text": "yo"}, now, reply_to=root.id
+        )
+        await store.commit(PostMessage(reply))
+        assert (await store.get_message(root.id)).reply_count == 1  # type: ignore[union-attr]
+        await store.commit(DeleteMessage(room.id, reply.id, "bob", now))
+        assert (await store.get_message(root.id)).reply_count == 0  # type: ignore[union-attr]
+    finally:
+        await store.close()
