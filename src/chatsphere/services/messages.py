@@ -86,11 +86,6 @@ class MessageService:
         validate_content(message_type, content, self.limits.max_text, member)
         if metadata and len(str(metadata)) > MAX_METADATA_BYTES:
             raise ChatError(ErrorCode.MESSAGE_TOO_LARGE, "metadata is too large")
-        if client_message_id is not None:
-            # A retry must not be rate limited or re-validated against newer state.
-            original = await self._store.find_by_client_id(room_id, user_id, client_message_id)
-            if original is not None:
-                return SendResult(original, duplicate=True)
         self._rate_limit(user_id)
         if reply_to is not None:
             if not room.settings.allow_threads:
@@ -113,9 +108,11 @@ class MessageService:
         try:
             event = await self._store.commit(PostMessage(draft))
         except ChatError as exc:
+            # The store refuses a clientMessageId this sender already used in this room
+            # (checked inside the commit's transaction, so no extra round trip per send).
             if exc.code is ErrorCode.CONFLICT and client_message_id is not None:
                 original = await self._store.find_by_client_id(room_id, user_id, client_message_id)
-                if original is not None:  # a concurrent retry won the race
+                if original is not None:
                     return SendResult(original, duplicate=True)
             raise
         assert event is not None

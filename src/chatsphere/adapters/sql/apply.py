@@ -79,6 +79,16 @@ def _scrubbed(kind: str, data: dict[str, Any]) -> dict[str, Any] | None:
     return data
 
 
+def _client_key(command: PostMessage) -> tuple[str, str, str]:
+    message = command.message
+    return (message.room_id, message.sender_id, message.client_message_id or "")
+
+
+def _duplicate() -> ChatError:
+    # The caller looks the original up once this batch has committed.
+    return ChatError(ErrorCode.CONFLICT, "clientMessageId already used by this sender here")
+
+
 def _room_of(command: WriteCommand) -> str:
     if isinstance(command, PostMessage):
         return command.message.room_id
@@ -110,17 +120,43 @@ class BatchApplier:
         }
         pending = _Pending()
         outcomes: list[Outcome] = []
+        taken = self._stored_client_ids(conn, commands)
         for command in commands:
             state = states.get(_room_of(command))
             if state is None:
                 outcomes.append(room_not_found(_room_of(command)))
                 continue
+            if isinstance(command, PostMessage) and command.message.client_message_id:
+                key = _client_key(command)
+                if key in taken:
+                    outcomes.append(_duplicate())
+                    continue
+                taken.add(key)  # a second copy later in this same batch is a duplicate too
             try:
                 outcomes.append(self._apply_one(conn, command, state, pending))
             except ChatError as exc:
                 outcomes.append(exc)
         self._flush(conn, pending, states)
         return outcomes
+
+    def _stored_client_ids(
+        self, conn: Connection, commands: list[WriteCommand]
+    ) -> set[tuple[str, str, str]]:
+        """Keys of the batch's idempotent sends that are already stored: one query."""
+        wanted = {
+            c.message.client_message_id
+            for c in commands
+            if isinstance(c, PostMessage) and c.message.client_message_id
+        }
+        if not wanted:
+            return set()
+        m = t.messages
+        rows = conn.execute(
+            select(m.c.room_id, m.c.sender_id, m.c.client_message_id).where(
+                m.c.client_message_id.in_(wanted)
+            )
+        )
+        return {(r.room_id, r.sender_id, r.client_message_id) for r in rows}
 
     def _flush(self, conn: Connection, pending: _Pending, states: dict[str, _RoomState]) -> None:
         if pending.messages:
