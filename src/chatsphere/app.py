@@ -25,6 +25,7 @@ from .domain.rooms import Member, Role, Room, RoomSummary, RoomType
 from .ports.bus import Broker
 from .ports.presence import PresenceStore
 from .ports.ratelimit import RateLimiter
+from .protocol.codec import check_wire_json
 from .services.access import Access
 from .services.messages import Limits, MessageService, SendResult
 from .services.presence import PresenceService
@@ -153,6 +154,8 @@ class ChatSphereService:
         metadata: dict[str, Any] | None = None,
         participants: list[str] | None = None,
     ) -> Room:
+        if metadata is not None:
+            check_wire_json(metadata, "metadata")
         return await self.rooms.create_room(
             user_id,
             RoomType(room_type),
@@ -168,6 +171,8 @@ class ChatSphereService:
         return room
 
     async def update_chat_room(self, user_id: str, room_id: str, **changes: Any) -> Room:
+        if changes.get("metadata") is not None:
+            check_wire_json(changes["metadata"], "metadata")
         return await self.rooms.update_room(user_id, room_id, **changes)
 
     async def join_chat_room(self, user_id: str, room_id: str) -> Member:
@@ -208,6 +213,9 @@ class ChatSphereService:
         metadata: dict[str, Any] | None = None,
     ) -> Message:
         body = {"text": content} if isinstance(content, str) else content
+        check_wire_json(body, "content")
+        if metadata is not None:
+            check_wire_json(metadata, "metadata")
         result: SendResult = await self.messages.send_message(
             user_id,
             room_id,
@@ -224,6 +232,7 @@ class ChatSphereService:
         self, user_id: str, message_id: str, content: dict[str, Any] | str
     ) -> Message:
         body = {"text": content} if isinstance(content, str) else content
+        check_wire_json(body, "content")
         return await self.messages.edit_message(user_id, message_id, body)
 
     async def delete_message(self, user_id: str, message_id: str) -> Message:

@@ -34,6 +34,7 @@ class ErrorCode(StrEnum):
     MESSAGE_NOT_FOUND = "message_not_found"
     MESSAGE_DELETED = "message_deleted"
     NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
     CONFLICT = "conflict"
     ALREADY_MEMBER = "already_member"
     RATE_LIMITED = "rate_limited"
@@ -58,6 +59,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.MESSAGE_NOT_FOUND: 404,
     ErrorCode.MESSAGE_DELETED: 410,
     ErrorCode.NOT_FOUND: 404,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.CONFLICT: 409,
     ErrorCode.ALREADY_MEMBER: 409,
     ErrorCode.RATE_LIMITED: 429,

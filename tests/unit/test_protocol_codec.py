@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
+
+if TYPE_CHECKING:
+    from chatsphere.app import ChatSphereService
 
 from chatsphere.domain.messages import MessageType
 from chatsphere.domain.presence import PresenceStatus
@@ -317,3 +320,24 @@ def test_ephemeral_and_server_frames() -> None:
         "type": "connected",
         "data": {"userId": "a"},
     }
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"n": 2**70}, {"t": "\ud800"}, {"x": float("nan")}, {"x": float("inf")}],
+    ids=["huge-int", "lone-surrogate", "nan", "infinity"],
+)
+def test_check_wire_json_refuses_what_cannot_be_stored_unchanged(value: dict[str, object]) -> None:
+    from chatsphere.protocol.codec import check_wire_json
+
+    with pytest.raises(ChatError) as caught:
+        check_wire_json(value, "content")
+    assert caught.value.code is ErrorCode.INVALID_PAYLOAD
+
+
+async def test_embedded_api_refuses_unstorable_content(service: ChatSphereService) -> None:
+    room = await service.create_chat_room("ann", "public_room", "r")
+    with pytest.raises(ChatError) as caught:
+        await service.send_message("ann", room.id, {"text": "hi", "n": 2**70})
+    assert caught.value.code is ErrorCode.INVALID_PAYLOAD
+    assert await service.get_history("ann", room.id) == []

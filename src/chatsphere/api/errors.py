@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,7 +18,7 @@ _HTTP_CODES = {
     401: ErrorCode.UNAUTHORIZED,
     403: ErrorCode.FORBIDDEN,
     404: ErrorCode.NOT_FOUND,
-    405: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
     413: ErrorCode.MESSAGE_TOO_LARGE,
     429: ErrorCode.RATE_LIMITED,
 }
@@ -26,6 +27,18 @@ _HTTP_CODES = {
 def problem(error: ChatError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if error.code is ErrorCode.UNAUTHORIZED else None
     return JSONResponse({"error": error.to_dict()}, status_code=error.http_status, headers=headers)
+
+
+def _allowed_methods(request: Request, first: str) -> str:
+    """Every method of the path, from the OpenAPI document (``first``: Starlette's guess)."""
+    methods = {m.strip().upper() for m in first.split(",") if m.strip()}
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods.update(m.upper() for m in operations)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -49,7 +62,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(HTTPException)
-    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, ErrorCode.INVALID_PAYLOAD)
         response = JSONResponse(
             {"error": {"code": code.value, "message": str(exc.detail)}},
@@ -57,6 +70,9 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         if exc.headers:
             response.headers.update(exc.headers)
+        if exc.status_code == 405:
+            # Starlette names only the first route matching the path; list every method.
+            response.headers["Allow"] = _allowed_methods(request, response.headers.get("Allow", ""))
         return response
 
     @app.exception_handler(Exception)

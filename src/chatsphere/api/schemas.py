@@ -4,14 +4,28 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from ..domain.messages import MessageType
 from ..domain.presence import PresenceStatus
 from ..domain.rooms import Role, RoomType
+from ..errors import ChatError
+from ..protocol.codec import check_wire_json
 
 Name = Annotated[StrictStr, Field(min_length=1, max_length=200)]
 Id = Annotated[StrictStr, Field(min_length=1, max_length=128)]
+
+
+def _wire_json(value: dict[str, Any]) -> dict[str, Any]:
+    """REST bodies are parsed more leniently than frames: hold them to the same JSON."""
+    try:
+        check_wire_json(value, "value")
+    except ChatError as exc:
+        raise ValueError(exc.message) from None
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_wire_json)]
 
 
 class Body(BaseModel):
@@ -23,7 +37,7 @@ class CreateRoomIn(Body):
     name: Name | None = None
     description: Annotated[StrictStr, Field(max_length=2000)] | None = None
     settings: dict[str, StrictBool | StrictInt] | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: JsonObject | None = None
     participants: Annotated[list[Id], Field(max_length=500)] | None = None
 
 
@@ -31,7 +45,7 @@ class UpdateRoomIn(Body):
     name: Name | None = None
     description: Annotated[StrictStr, Field(max_length=2000)] | None = None
     settings: dict[str, StrictBool | StrictInt] | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: JsonObject | None = None
 
 
 class AddMemberIn(Body):
@@ -45,17 +59,17 @@ class SetRoleIn(Body):
 
 
 class SendMessageIn(Body):
-    content: dict[str, Any]
+    content: JsonObject
     type: MessageType = MessageType.TEXT
     replyTo: Id | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: JsonObject | None = None
     clientMessageId: Id | None = Field(
         None, description="Same as the Idempotency-Key header; the header wins."
     )
 
 
 class EditMessageIn(Body):
-    content: dict[str, Any]
+    content: JsonObject
 
 
 class ReactionIn(Body):

@@ -13,10 +13,11 @@ import contextlib
 from collections import deque
 from collections.abc import AsyncIterator
 
+from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..auth import TokenAuthority
-from ..errors import ChatError
+from ..errors import ChatError, ErrorCode
 from ..ids import new_id
 from ..protocol.closecodes import CloseCode
 from .connection import Connection
@@ -93,16 +94,28 @@ class AsgiWebSocketEndpoint:
         self._max_connections = max_connections
         self._send_queue_bytes = send_queue_bytes
 
+    async def _refuse(self, websocket: WebSocket, error: ChatError, close_code: int) -> None:
+        """HTTP status before the upgrade where the server supports it, as on WS_PORT."""
+        if "websocket.http.response" in websocket.scope.get("extensions", {}):
+            await websocket.send_denial_response(
+                JSONResponse({"error": error.to_dict()}, status_code=error.http_status)
+            )
+        else:  # pragma: no cover - uvicorn's websockets implementations support it
+            await websocket.close(close_code, error.message[:120])
+
     async def __call__(self, websocket: WebSocket) -> None:
         if len(self._hub) >= self._max_connections:
-            await websocket.close(CloseCode.TRY_AGAIN_LATER, "node full; try again later")
+            error = ChatError(
+                ErrorCode.SERVICE_UNAVAILABLE, "node is at WS_MAX_CONNECTIONS; try again later"
+            )
+            await self._refuse(websocket, error, CloseCode.TRY_AGAIN_LATER)
             return
         try:
             principal = self._authority.authenticate(
                 dict(websocket.query_params), websocket.headers.get("authorization")
             )
         except ChatError as exc:
-            await websocket.close(CloseCode.UNAUTHORIZED, exc.message[:120])
+            await self._refuse(websocket, exc, CloseCode.UNAUTHORIZED)
             return
         await websocket.accept()
         transport = AsgiTransport(websocket)

@@ -82,6 +82,23 @@ def decode_frame(raw: str | bytes) -> Frame:
         ) from None
 
 
+def check_wire_json(value: Any, field: str) -> None:
+    """Refuse free-form JSON the codec could not store unchanged (``invalid_payload``).
+
+    Values decoded from a frame always pass; values from REST bodies or Python callers
+    may hold integers beyond 64 bits, lone surrogates or NaN/Infinity, which would
+    otherwise fail in the store or be silently stored as null.
+    """
+    try:
+        same = orjson.loads(orjson.dumps(value)) == value
+    except orjson.JSONEncodeError as exc:
+        raise ChatError(
+            ErrorCode.INVALID_PAYLOAD, f"{field} is not storable as JSON: {exc}"
+        ) from None
+    if not same:
+        raise ChatError(ErrorCode.INVALID_PAYLOAD, f"{field}: numbers must be finite")
+
+
 def dumps(value: Any) -> bytes:
     """JSON bytes, compact, UTF-8 (non-ASCII kept as is)."""
     return orjson.dumps(value)
