@@ -917,21 +917,6 @@ async def test_reopening_keeps_everything_and_continues_numbering(database_url: 
 
 async def test_edit_moves_mentions_and_delete_decrements_reply_count(database_url: str) -> None:
     """Unread mentions follow an edit's text; a deleted reply leaves the thread count."""
-    from datetime import UTC, datetime
-
-    from chatsphere.adapters.sql.store import SqlStore
-    from chatsphere.domain.messages import Message, MessageType
-    from chatsphere.domain.rooms import (
-        DEFAULT_SETTINGS,
-        Member,
-        MembershipState,
-        Role,
-        Room,
-        RoomType,
-    )
-    from chatsphere.ids import new_id
-    from chatsphere.ports.store import AddMember, DeleteMessage, EditMessage, PostMessage
-
     store = SqlStore(database_url)
     await store.open()
     try:
