@@ -51,6 +51,10 @@ class AsgiTransport:
         if self._open:
             self._open = False
             self.close_code = (code, reason)
+            if code in (CloseCode.SLOW_CONSUMER, CloseCode.HEARTBEAT_TIMEOUT):
+                # It is not reading: send the close frame now, not after its backlog.
+                self._queue.clear()
+                self._bytes = 0
             self._wakeup.set()
 
     async def pump(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Protocol
 
@@ -28,6 +29,13 @@ class Transport(Protocol):
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake (never blocks)."""
         ...
+
+
+#: Seconds a replay waits for the client to read before closing it as slow (4000).
+REPLAY_DRAIN_TIMEOUT = 30.0
+#: Live events held for one channel while its replay runs; beyond this the client is
+#: too far behind, and closing it (4000, then resume) bounds the memory it can hold.
+MAX_HELD_DURING_REPLAY = 10_000
 
 
 class Connection:
@@ -84,11 +92,30 @@ class Connection:
         if self.transport.is_open():
             self.transport.close(code, reason)
 
+    async def drained(self, timeout: float = REPLAY_DRAIN_TIMEOUT) -> bool:
+        """Wait until the send buffer is a quarter full at most; False if the client is gone.
+
+        Used to pace long replays so a client that reads promptly is never closed as a
+        slow consumer for the size of its own gap; one that stops reading for
+        ``timeout`` seconds is.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.transport.is_open() and self.transport.buffered() > self.max_buffer // 4:
+            if loop.time() > deadline:
+                self.close(CloseCode.SLOW_CONSUMER, "slow consumer: replay not read")
+                return False
+            await asyncio.sleep(0.005)
+        return self.transport.is_open()
+
     def deliver(self, delivery: Delivery) -> None:
         """A live delivery from the hub; held back while its channel is replaying."""
         if self._replaying is not None and delivery.seq is not None:
             held = self._replaying.get(delivery.channel)
             if held is not None:
+                if len(held) >= MAX_HELD_DURING_REPLAY:
+                    self.close(CloseCode.SLOW_CONSUMER, "slow consumer: replay fell behind")
+                    return
                 held.append(delivery)
                 return
         if self._floors is not None and delivery.seq is not None and self._replayed(delivery):

@@ -142,6 +142,13 @@ class Dispatcher:
         body: dict[str, Any] = {"room": room_view(room), "membership": member_view(member)}
         if since is None or channel in conn.channels:
             await self._hub.subscribe(conn, channel)
+            try:
+                # The membership read above may predate a removal whose user_left (and
+                # unsubscribe) went out before this connection subscribed: check again.
+                await self._messages.check_joined(conn.user_id, frame.roomId)
+            except ChatError:
+                await self._hub.unsubscribe(conn, channel)
+                raise
             body["lastSeq"] = room.last_seq
             return body
         body.update(await self._replay(conn, frame.roomId, since))
@@ -150,13 +157,26 @@ class Dispatcher:
     async def _replay(self, conn: Connection, room_id: str, since: int) -> dict[str, Any]:
         """Subscribe first, then read the gap, then release live events newer than it."""
         channel = room_channel(room_id)
+        try:
+            # Refuse a non-member before subscribing: ephemeral deliveries (typing,
+            # presence) are not held by the replay. The replay checks again after
+            # subscribing, for a removal that commits in between.
+            await self._messages.check_joined(conn.user_id, room_id)
+        except ChatError as exc:
+            await self._hub.unsubscribe(conn, channel)
+            return {"replayed": 0, "lastSeq": since, "error": exc.to_dict()}
         conn.begin_replay(channel)
         last = since
         try:
             await self._hub.subscribe(conn, channel)
             events = await self._messages.replay(conn.user_id, room_id, since)
+            half = conn.max_buffer // 2
             for event in events:
-                conn.write(event.frame)
+                # Paced: a gap may be far larger than the send buffer.
+                if conn.transport.buffered() > half and not await conn.drained():
+                    break
+                if not conn.write(event.frame):
+                    break
                 last = event.seq
         except ChatError as exc:
             if exc.code is ErrorCode.RESUME_GAP_TOO_LARGE:
@@ -179,6 +199,11 @@ class Dispatcher:
             )
         results: dict[str, Any] = {}
         for room_id, last_seq in frame.rooms.items():
+            try:  # the frame's own cap alone would let repeated resumes add rooms forever
+                self._check_room_limit(conn, room_channel(room_id))
+            except ChatError as exc:
+                results[room_id] = {"replayed": 0, "lastSeq": last_seq, "error": exc.to_dict()}
+                continue
             results[room_id] = await self._replay(conn, room_id, last_seq)
         return {"rooms": results}
 

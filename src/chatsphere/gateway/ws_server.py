@@ -69,12 +69,13 @@ class WebsocketsTransport:
     before every write so nothing is written after a close frame.
     """
 
-    __slots__ = ("_protocol", "_transport", "ws")
+    __slots__ = ("_closing", "_protocol", "_transport", "ws")
 
     def __init__(self, ws: ServerConnection) -> None:
         self.ws = ws
         self._protocol = ws.protocol
         self._transport = ws.transport
+        self._closing = False
 
     def write_text(self, data: bytes) -> None:
         self._transport.write(text_frame(data))
@@ -83,10 +84,25 @@ class WebsocketsTransport:
         return int(self._transport.get_write_buffer_size())
 
     def is_open(self) -> bool:
-        return self._protocol.state is State.OPEN
+        # Closed from the moment we decide to close: nothing more is written, and a
+        # fan-out that meets a slow consumer starts one close, not one per event.
+        return not self._closing and self._protocol.state is State.OPEN
 
     def close(self, code: int, reason: str) -> None:
-        asyncio.get_running_loop().create_task(self.ws.close(code, reason))
+        if self._closing:
+            return
+        self._closing = True
+        asyncio.get_running_loop().create_task(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        # Bounded: websockets' close() first drains the write buffer, and a peer that
+        # stopped reading (a slow consumer is closed exactly when its buffer is full)
+        # would hold the socket, its buffers and its connection slot forever.
+        try:
+            async with asyncio.timeout(self.ws.close_timeout):
+                await self.ws.close(code, reason)
+        except TimeoutError:
+            self._transport.abort()
 
 
 def _json_response(status: HTTPStatus, body: Any) -> Response:
@@ -180,6 +196,9 @@ class WebSocketListener:
         except ChatError as exc:
             return _json_response(HTTPStatus.UNAUTHORIZED, {"error": exc.to_dict()})
         self._principals[ws] = principal
+        # The handler pops it; when the handshake fails after this point (say, a plain
+        # GET without Upgrade) no handler runs, and the entry would hold a slot for good.
+        ws.connection_lost_waiter.add_done_callback(lambda _: self._principals.pop(ws, None))
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:

@@ -67,7 +67,7 @@ def decode_frame(raw: str | bytes) -> Frame:
             {"known": sorted(FRAME_MODELS)},
         )
     try:
-        return FRAME_MODELS[kind].model_validate(obj)
+        frame = FRAME_MODELS[kind].model_validate(obj)
     except ValidationError as exc:
         problems = [
             {"field": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]}
@@ -80,6 +80,33 @@ def decode_frame(raw: str | bytes) -> Frame:
             frame_id,
             {"errors": problems},
         ) from None
+    for field in _FREE_FORM:
+        value = getattr(frame, field, None)
+        if value is not None and _too_deep(value):
+            raise FrameError(
+                ErrorCode.INVALID_PAYLOAD,
+                f"{kind}: {field}: nested deeper than {_MAX_JSON_DEPTH} levels",
+                frame_id,
+            )
+    return frame
+
+
+#: Free-form JSON fields that are stored and re-encoded. orjson decodes 1024 levels of
+#: nesting but encodes only 254, and the stored event wraps these a level or two deeper:
+#: deeper input would be accepted here and then fail to commit (internal_error).
+_FREE_FORM = ("content", "metadata")
+_MAX_JSON_DEPTH = 200
+
+
+def _too_deep(value: Any) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > _MAX_JSON_DEPTH:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 def check_wire_json(value: Any, field: str) -> None:

@@ -23,6 +23,9 @@ _MEMBERSHIP_EVENTS = {
 
 
 class Access:
+    #: Each cache is cleared when it grows past this (client input picks the keys).
+    max_entries = 200_000
+
     def __init__(self, store: Store, clock: Clock, ttl: float = 5.0) -> None:
         self._store = store
         self._clock = clock
@@ -30,14 +33,21 @@ class Access:
         self._rooms: dict[str, tuple[float, Room | None]] = {}
         self._members: dict[tuple[str, str], tuple[float, Member | None]] = {}
         self._user_rooms: dict[str, tuple[float, list[str]]] = {}
+        # Bumped by every invalidation: a read that was in flight across one may have
+        # seen the state before the change, so its result is used but not cached.
+        self._generation = 0
 
     async def room(self, room_id: str) -> Room | None:
         now = self._clock.monotonic()
         hit = self._rooms.get(room_id)
         if hit is not None and hit[0] > now:
             return hit[1]
+        generation = self._generation
         room = await self._store.get_room(room_id)
-        self._rooms[room_id] = (now + self._ttl, room)
+        if generation == self._generation:
+            if len(self._rooms) > self.max_entries:
+                self._rooms.clear()
+            self._rooms[room_id] = (now + self._ttl, room)
         return room
 
     async def member(self, room_id: str, user_id: str) -> Member | None:
@@ -46,8 +56,11 @@ class Access:
         hit = self._members.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
+        generation = self._generation
         member = await self._store.get_member(room_id, user_id)
-        if len(self._members) > 200_000:
+        if generation != self._generation:
+            return member
+        if len(self._members) > self.max_entries:
             self._members.clear()
         self._members[key] = (now + self._ttl, member)
         return member
@@ -58,8 +71,11 @@ class Access:
         hit = self._user_rooms.get(user_id)
         if hit is not None and hit[0] > now:
             return hit[1]
+        generation = self._generation
         rooms = await self._store.user_room_ids(user_id)
-        if len(self._user_rooms) > 200_000:
+        if generation != self._generation:
+            return rooms
+        if len(self._user_rooms) > self.max_entries:
             self._user_rooms.clear()
         self._user_rooms[user_id] = (now + self._ttl, rooms)
         return rooms
@@ -80,9 +96,11 @@ class Access:
         return room, require_joined(member, room_id)
 
     def forget_room(self, room_id: str) -> None:
+        self._generation += 1
         self._rooms.pop(room_id, None)
 
     def forget_member(self, room_id: str, user_id: str) -> None:
+        self._generation += 1
         self._members.pop((room_id, user_id), None)
         self._user_rooms.pop(user_id, None)
 

@@ -259,6 +259,10 @@ class MessageService:
         await self._access.joined(user_id, room_id)
         return await self._store.unread_count(room_id, user_id)
 
+    async def check_joined(self, user_id: str, room_id: str) -> None:
+        """Refuse (``room_not_found`` / ``not_a_member``) unless the user has joined."""
+        await self._access.joined(user_id, room_id)
+
     async def replay(self, user_id: str, room_id: str, after_seq: int) -> list[StoredEvent]:
         """Every committed event after ``after_seq``, or ``resume_gap_too_large``."""
         await self._access.joined(user_id, room_id)

@@ -71,7 +71,9 @@ class _Pending:
 def _scrubbed(kind: str, data: dict[str, Any]) -> dict[str, Any] | None:
     """An event's data without the deleted message's content; None if it carries none."""
     if kind == EventType.NEW_MESSAGE.value:
-        data.update(content={}, status=MessageStatus.DELETED.value, mentions=[], reactions=[])
+        data.update(
+            content={}, metadata={}, status=MessageStatus.DELETED.value, mentions=[], reactions=[]
+        )
     elif kind == EventType.MESSAGE_EDITED.value:
         data.update(content={}, mentions=[])
     else:
@@ -374,6 +376,7 @@ class BatchApplier:
             .where(t.messages.c.id == command.message_id)
             .values(
                 content="{}",
+                metadata="{}",
                 search_text=None,
                 status=MessageStatus.DELETED.value,
                 updated_at=at,

@@ -15,6 +15,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+from ...errors import ChatError, ErrorCode
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -23,8 +25,11 @@ log = logging.getLogger(__name__)
 BatchRunner = Callable[[list[Item]], Awaitable[list[Result | Exception]]]
 
 
-class WriterClosed(Exception):
-    """The writer is shutting down and takes no new work."""
+class WriterClosed(ChatError):
+    """The writer is shutting down and takes no new work (retry on another node)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.SERVICE_UNAVAILABLE, message)
 
 
 class GroupCommitWriter(Generic[Item, Result]):
