@@ -17,7 +17,9 @@ Delivery guarantees on the client side:
   jitter when the server closes with a "reconnect" code (or the network drops), and
   sends ``resume`` so missed events are replayed in order;
 * room events already seen (``seq`` at or below the last one) are not passed on
-  again, so the application sees each event once.
+  again, so the application sees each event once;
+* when more was missed than the server replays (``resume_gap_too_large``), the
+  gap's messages are paged from history and passed on in order.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from urllib.parse import urlencode
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from .protocol.closecodes import should_reconnect
 
@@ -169,7 +171,9 @@ class ChatClient:
                 backoff = min(self.max_backoff, backoff * 2)
                 try:
                     await self._open()
-                except (OSError, InvalidStatus, ConnectionClosed, TimeoutError) as exc:
+                # InvalidHandshake: a refusal (InvalidStatus) or a handshake cut off midway
+                # (InvalidMessage, e.g. the node died between accept and answer).
+                except (OSError, InvalidHandshake, ConnectionClosed, TimeoutError) as exc:
                     log.debug("reconnect failed: %s", exc)
                     continue
                 backoff = 0.1
@@ -189,14 +193,65 @@ class ChatClient:
         await ws.send(
             orjson.dumps({"type": "resume", "id": frame_id, "rooms": self.last_seq}).decode()
         )
-        # Read inline until the ack: replayed events arrive before it.
+        # Read inline until the ack: replayed events arrive before it. Room events wait
+        # for the ack too: a room whose gap was too large gets live events before it.
+        early: list[Event] = []
         while True:
             msg = orjson.loads(await ws.recv())
             if msg.get("id") == frame_id and msg.get("type") in ("ack", "error"):
                 if msg["type"] == "error":
                     raise ClientError(**_error_args(msg))
-                return
-            self._on_frame(msg)
+                break
+            if isinstance(msg.get("seq"), int):
+                early.append(msg)
+            else:
+                self._on_frame(msg)
+        gaps = {
+            room_id
+            for room_id, result in msg["data"]["rooms"].items()
+            if (result.get("error") or {}).get("code") == "resume_gap_too_large"
+        }
+        for event in early:
+            if event.get("roomId") not in gaps:
+                self._on_frame(event)
+        for room_id in gaps:
+            await self._page_gap(ws, room_id, [e for e in early if e.get("roomId") == room_id])
+
+    async def _page_gap(self, ws: ClientConnection, room_id: str, live: list[Event]) -> None:
+        """More was missed than the server replays: page the gap from history instead.
+
+        The gap's messages reach the app as ``new_message`` events in seq order, merged
+        with the live events that arrive meanwhile. Other events in the gap (edits,
+        reactions, joins) are not replayed one by one: history shows messages as they
+        stand now.
+        """
+        after = self.last_seq.get(room_id, 0)
+        recovered = list(live)
+        while True:
+            frame_id = next(self._ids)
+            page = {"type": "get_history", "id": frame_id, "roomId": room_id, "after": after}
+            await ws.send(orjson.dumps({**page, "limit": 200}).decode())
+            while True:
+                msg = orjson.loads(await ws.recv())
+                if msg.get("id") == frame_id and msg.get("type") in ("ack", "error"):
+                    break
+                if msg.get("roomId") == room_id and isinstance(msg.get("seq"), int):
+                    recovered.append(msg)  # live, after the gap: passed on in order below
+                else:
+                    self._on_frame(msg)
+            if msg["type"] == "error":
+                log.warning("could not page the gap in %s: %s", room_id, msg.get("error"))
+                break
+            messages = msg["data"]["messages"]
+            if not messages:
+                break
+            recovered.extend(
+                {"type": "new_message", "roomId": room_id, "seq": m["seq"], "data": m}
+                for m in messages
+            )
+            after = messages[-1]["seq"]
+        for event in sorted(recovered, key=lambda e: int(e["seq"])):
+            self._on_frame(event)  # drops the second of two events with one seq
 
     def _on_frame(self, msg: Event) -> None:
         kind = msg.get("type")
