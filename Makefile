@@ -22,7 +22,7 @@ $(BENCH_STAMP): $(STAMP)
 run: $(STAMP)
 	ENVIRONMENT=$${ENVIRONMENT:-development} AUTH_MODE=$${AUTH_MODE:-dev} $(BIN)/chatsphere serve
 
-test: $(STAMP)
+test: $(BENCH_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
