@@ -1,0 +1,1 @@
+"""ChatSphere benchmark: load generator, baseline servers, scenarios and report."""

@@ -1,0 +1,1 @@
+"""Baseline servers ChatSphere is compared with (same load, no persistence)."""
