@@ -37,10 +37,10 @@ demo: $(STAMP)
 	$(BIN)/chatsphere demo
 
 bench: $(BENCH_STAMP)
-	$(BIN)/python bench/run.py --quick
+	$(BIN)/python -m bench.run --quick
 
 bench-full: $(BENCH_STAMP)
-	$(BIN)/python bench/run.py --full
+	$(BIN)/python -m bench.run --full
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache chatsphere.db*
