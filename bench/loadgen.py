@@ -987,9 +987,13 @@ class Generator:
             host = HostMeter()
             host.start()
             server.start()
+            own0 = os.times()
             await asyncio.sleep(cfg.idle_seconds)
+            own1 = os.times()
             idle_cpu = server.stop()
             host_busy, _steal = host.stop()
+            own_cpu = 100.0 * (own1.user + own1.system - own0.user - own0.system)
+            own_cpu /= max(1e-9, cfg.idle_seconds)
             entry = {
                 "level": level,
                 "connected": live,
@@ -1004,7 +1008,8 @@ class Generator:
                 "server_fds": open_fds(pid) if pid else None,
                 "idle_cpu_pct": idle_cpu,
                 "idle_seconds": cfg.idle_seconds,
-                "other_cpu_pct": round(max(0.0, host_busy - (idle_cpu or 0.0)), 1),
+                "generator_cpu_pct": round(own_cpu, 1),
+                "other_cpu_pct": round(max(0.0, host_busy - (idle_cpu or 0.0) - own_cpu), 1),
                 "drops_while_idle": self.rec.disconnects - drops0,
                 "server_close_codes": dict(self.rec.close_codes),
             }
@@ -1038,6 +1043,7 @@ class Generator:
             "reconnects_per_s": round(ok / secs, 1) if secs > 0 else None,
             "server_cpu_pct": cpu,
             "rss_after_kib": rss_kib(pid) if pid else None,
+            "connect_errors": {k: v for k, v in self.rec.errors.items() if k.startswith("connect")},
         }
         log(f"[{cfg.label}] mass reconnect: {self.result['reconnect']}")
 

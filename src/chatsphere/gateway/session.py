@@ -61,7 +61,12 @@ class Sessions:
                     },
                 )
             )
-            await self._presence.connected(conn.user_id, conn.connection_id)
+            try:
+                await self._presence.connected(conn.user_id, conn.connection_id)
+            except Exception:
+                # Presence is best-effort: a store that is slow to answer during a connect
+                # storm must not cost the client its connection (it was closed with 1011).
+                log.exception("presence update on connect failed")
             if heartbeat is not None:
                 heartbeat.add(conn)
             dispatch = self._dispatcher.handle
