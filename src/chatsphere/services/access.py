@@ -10,11 +10,17 @@ long because fans send rarely: with 500 senders at one message each per five sec
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 from ..clock import Clock
 from ..domain.events import EventType, RoomEvent
 from ..domain.rooms import Member, Room, can_see, require_joined
 from ..errors import room_not_found
 from ..ports.store import Store
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 _MEMBERSHIP_EVENTS = {
     EventType.USER_JOINED,
@@ -39,48 +45,34 @@ class Access:
         # seen the state before the change, so its result is used but not cached.
         self._generation = 0
 
-    async def room(self, room_id: str) -> Room | None:
+    async def _cached(
+        self, cache: dict[K, tuple[float, V]], key: K, load: Callable[[], Awaitable[V]]
+    ) -> V:
         now = self._clock.monotonic()
-        hit = self._rooms.get(room_id)
+        hit = cache.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
         generation = self._generation
-        room = await self._store.get_room(room_id)
+        value = await load()
         if generation == self._generation:
-            if len(self._rooms) > self.max_entries:
-                self._rooms.clear()
-            self._rooms[room_id] = (now + self._ttl, room)
-        return room
+            if len(cache) > self.max_entries:
+                cache.clear()
+            cache[key] = (now + self._ttl, value)
+        return value
+
+    async def room(self, room_id: str) -> Room | None:
+        return await self._cached(self._rooms, room_id, lambda: self._store.get_room(room_id))
 
     async def member(self, room_id: str, user_id: str) -> Member | None:
-        now = self._clock.monotonic()
-        key = (room_id, user_id)
-        hit = self._members.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        generation = self._generation
-        member = await self._store.get_member(room_id, user_id)
-        if generation != self._generation:
-            return member
-        if len(self._members) > self.max_entries:
-            self._members.clear()
-        self._members[key] = (now + self._ttl, member)
-        return member
+        return await self._cached(
+            self._members, (room_id, user_id), lambda: self._store.get_member(room_id, user_id)
+        )
 
     async def user_rooms(self, user_id: str) -> list[str]:
         """Ids of the rooms the user has joined (presence goes to these)."""
-        now = self._clock.monotonic()
-        hit = self._user_rooms.get(user_id)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        generation = self._generation
-        rooms = await self._store.user_room_ids(user_id)
-        if generation != self._generation:
-            return rooms
-        if len(self._user_rooms) > self.max_entries:
-            self._user_rooms.clear()
-        self._user_rooms[user_id] = (now + self._ttl, rooms)
-        return rooms
+        return await self._cached(
+            self._user_rooms, user_id, lambda: self._store.user_room_ids(user_id)
+        )
 
     async def visible(self, user_id: str, room_id: str) -> tuple[Room, Member | None]:
         """The room and the caller's membership; ``room_not_found`` if they may not see it."""
