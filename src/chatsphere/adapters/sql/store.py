@@ -99,6 +99,10 @@ class SqlStore:
         self._read_engine: AsyncEngine
         # One thread owns every write transaction (SQLite allows one writer anyway).
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="chatsphere-writer")
+        # SQLite reads run whole in reader threads too: through the async driver each
+        # cursor operation was its own thread hop (~19 loop round trips per read).
+        self._sync_reads: Engine | None = None
+        self._read_executor: ThreadPoolExecutor | None = None
         self._applier = BatchApplier(self.dialect)
         self._writer: GroupCommitWriter[WriteCommand, RoomEvent | None] = GroupCommitWriter(
             self._run_batch, write_batch_max
@@ -122,6 +126,14 @@ class SqlStore:
             )
             self._configure_sqlite(self._sync_engine, "BEGIN IMMEDIATE")
             self._configure_sqlite(self._read_engine.sync_engine, "BEGIN")
+            self._sync_reads = create_engine(
+                sync_url,
+                pool_size=4,
+                max_overflow=0,
+                connect_args={"timeout": 30, "check_same_thread": False},
+            )
+            self._configure_sqlite(self._sync_reads, "BEGIN")
+            self._read_executor = ThreadPoolExecutor(4, thread_name_prefix="chatsphere-reader")
         else:
             self._sync_engine = create_engine(sync_url, pool_size=2, max_overflow=2)
             self._read_engine = create_async_engine(self.url, pool_size=10, max_overflow=10)
@@ -157,6 +169,9 @@ class SqlStore:
         await self._in_writer(self._sync_engine.dispose)
         self._executor.shutdown(wait=True)
         await self._read_engine.dispose()
+        if self._sync_reads is not None and self._read_executor is not None:
+            self._read_executor.shutdown(wait=True)
+            self._sync_reads.dispose()
         if self._tempdir is not None:
             self._tempdir.cleanup()
 
@@ -275,11 +290,26 @@ class SqlStore:
         return int(stored)
 
     # -- reads -----------------------------------------------------------------
+    def _read_sync(self, query: Any, first: bool) -> Any:
+        assert self._sync_reads is not None
+        with self._sync_reads.connect() as conn:
+            rows = conn.execute(query).mappings()
+            return rows.first() if first else list(rows.all())
+
     async def _one(self, query: Any) -> Any:
+        if self._read_executor is not None:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._read_executor, self._read_sync, query, True
+            )
         async with self._read_engine.connect() as conn:
             return (await conn.execute(query)).mappings().first()
 
     async def _all(self, query: Any) -> list[Any]:
+        if self._read_executor is not None:
+            rows: list[Any] = await asyncio.get_running_loop().run_in_executor(
+                self._read_executor, self._read_sync, query, False
+            )
+            return rows
         async with self._read_engine.connect() as conn:
             return list((await conn.execute(query)).mappings().all())
 
