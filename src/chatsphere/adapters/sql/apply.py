@@ -81,6 +81,17 @@ def _scrubbed(kind: str, data: dict[str, Any]) -> dict[str, Any] | None:
     return data
 
 
+def _mention_rows(
+    room_id: str, seq: int, message_id: str, sender_id: str, mentions: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """Rows of the mentions table (unread-mention counts); self-mentions do not count."""
+    return [
+        {"room_id": room_id, "user_id": user, "seq": seq, "message_id": message_id}
+        for user in mentions
+        if user != sender_id
+    ]
+
+
 def _client_key(command: PostMessage) -> tuple[str, str, str]:
     message = command.message
     return (message.room_id, message.sender_id, message.client_message_id or "")
@@ -237,14 +248,13 @@ class BatchApplier:
                 )
                 pending.messages.append(message_row(message))
                 pending.mentions.extend(
-                    {
-                        "room_id": message.room_id,
-                        "user_id": user,
-                        "seq": message.seq,
-                        "message_id": message.id,
-                    }
-                    for user in message.mentions
-                    if user != message.sender_id
+                    _mention_rows(
+                        message.room_id,
+                        message.seq,
+                        message.id,
+                        message.sender_id,
+                        message.mentions,
+                    )
                 )
                 if message.reply_to:
                     pending.replies[message.reply_to] = pending.replies.get(message.reply_to, 0) + 1
@@ -333,20 +343,11 @@ class BatchApplier:
         )
         # Mentions follow the text: an edit can add or drop them.
         conn.execute(delete(t.mentions).where(t.mentions.c.message_id == command.message_id))
-        if command.mentions:
-            conn.execute(
-                insert(t.mentions),
-                [
-                    {
-                        "room_id": command.room_id,
-                        "user_id": user,
-                        "seq": row.seq,
-                        "message_id": command.message_id,
-                    }
-                    for user in command.mentions
-                    if user != row.sender_id
-                ],
-            )
+        rows = _mention_rows(
+            command.room_id, row.seq, command.message_id, row.sender_id, command.mentions
+        )
+        if rows:
+            conn.execute(insert(t.mentions), rows)
         return self._event(
             pending,
             state,
