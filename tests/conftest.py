@@ -116,6 +116,19 @@ def token_for(node: Node, user_id: str, **claims: Any) -> str:
     return node.service.authority.mint(user_id, **claims)
 
 
+def sdk_client(node: Node, user_id: str, **kwargs: Any) -> ChatClient:
+    """An SDK client (not yet connected) for ``user_id`` on ``node``'s WebSocket port."""
+    return ChatClient(f"ws://127.0.0.1:{node.ws_port}/ws", token=token_for(node, user_id), **kwargs)
+
+
+def rest_client(node: Node, user_id: str | None) -> httpx.AsyncClient:
+    """An httpx client on ``node``'s /api/v1, with a Bearer token unless ``user_id`` is None."""
+    headers = {"Authorization": f"Bearer {token_for(node, user_id)}"} if user_id else {}
+    return httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{node.http_port}/api/v1", headers=headers, timeout=10
+    )
+
+
 ClientFactory = Callable[[str], Awaitable[ChatClient]]
 
 
@@ -125,9 +138,7 @@ async def connect(node: Node) -> AsyncIterator[ClientFactory]:
     clients: list[ChatClient] = []
 
     async def factory(user_id: str, **kwargs: Any) -> ChatClient:
-        client = ChatClient(
-            f"ws://127.0.0.1:{node.ws_port}/ws", token=token_for(node, user_id), **kwargs
-        )
+        client = sdk_client(node, user_id, **kwargs)
         await client.connect()
         clients.append(client)
         return client
@@ -145,10 +156,7 @@ async def rest(node: Node) -> AsyncIterator[RestFactory]:
     clients: list[httpx.AsyncClient] = []
 
     def factory(user_id: str | None) -> httpx.AsyncClient:
-        headers = {"Authorization": f"Bearer {token_for(node, user_id)}"} if user_id else {}
-        client = httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{node.http_port}/api/v1", headers=headers, timeout=10
-        )
+        client = rest_client(node, user_id)
         clients.append(client)
         return client
 

@@ -12,7 +12,7 @@ import pytest
 
 from chatsphere.client import ChatClient
 from chatsphere.server import Node
-from tests.conftest import make_settings, token_for
+from tests.conftest import make_settings, rest_client, sdk_client, token_for
 from tests.integration.helpers import RawClient, ws_url
 
 #: Cases run by the fuzz tests, by kind; printed at the end of the run.
@@ -55,9 +55,7 @@ async def connect_to(start_node: NodeFactory) -> AsyncIterator[NodeClientFactory
     clients: list[ChatClient] = []
 
     async def factory(node: Node, user_id: str, **kwargs: Any) -> ChatClient:
-        client = ChatClient(
-            f"ws://127.0.0.1:{node.ws_port}/ws", token=token_for(node, user_id), **kwargs
-        )
+        client = sdk_client(node, user_id, **kwargs)
         await client.connect()
         clients.append(client)
         return client
@@ -72,10 +70,7 @@ async def rest_to(start_node: NodeFactory) -> AsyncIterator[NodeRestFactory]:
     clients: list[httpx.AsyncClient] = []
 
     def factory(node: Node, user_id: str | None) -> httpx.AsyncClient:
-        headers = {"Authorization": f"Bearer {token_for(node, user_id)}"} if user_id else {}
-        client = httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{node.http_port}/api/v1", headers=headers, timeout=10
-        )
+        client = rest_client(node, user_id)
         clients.append(client)
         return client
 
