@@ -31,4 +31,6 @@ class SystemClock:
 
 def isoformat(moment: datetime) -> str:
     """RFC 3339 with millisecond precision and a ``Z`` suffix, as the wire uses."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"  # drop "+00:00"

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, and_, delete, insert, select, update
 
 from ...clock import isoformat
 from ...domain.events import EventType, RoomEvent
@@ -38,6 +38,7 @@ from ...ports.store import (
 from ...protocol.codec import room_event_frame
 from ...protocol.views import member_view, message_view, room_view
 from . import schema as t
+from .bulk import BulkStatements, Cursor
 from .codec import (
     dumps,
     member_row,
@@ -113,27 +114,32 @@ def _room_of(command: WriteCommand) -> str:
 class BatchApplier:
     def __init__(self, dialect: str) -> None:
         self._lock_rows = dialect == "postgresql"
+        self._sql = BulkStatements(dialect)
 
     def apply(self, conn: Connection, commands: list[WriteCommand]) -> list[Outcome]:
+        # The hot statements run on the driver's cursor (see bulk.py), inside the
+        # transaction SQLAlchemy opened on this same connection.
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            return self._apply(conn, cursor, commands)
+        finally:
+            cursor.close()
+
+    def _apply(
+        self, conn: Connection, cursor: Cursor, commands: list[WriteCommand]
+    ) -> list[Outcome]:
         room_ids = sorted({_room_of(c) for c in commands})
-        query = (
-            select(t.rooms.c.id, t.rooms.c.last_seq, t.rooms.c.member_count, t.rooms.c.settings)
-            .where(t.rooms.c.id.in_(room_ids))
-            .order_by(t.rooms.c.id)
-        )
-        if self._lock_rows:
-            query = query.with_for_update()
         states = {
-            row.id: _RoomState(
-                row.last_seq,
-                row.member_count,
-                orjson.loads(row.settings).get("max_participants", 10_000),
+            room_id: _RoomState(
+                last_seq, member_count, orjson.loads(settings).get("max_participants", 10_000)
             )
-            for row in (conn.execute(query))
+            for room_id, last_seq, member_count, settings in self._sql.room_counters(
+                cursor, room_ids, lock=self._lock_rows
+            )
         }
         pending = _Pending()
         outcomes: list[Outcome] = []
-        taken = self._stored_client_ids(conn, commands)
+        taken = self._stored_client_ids(cursor, commands)
         for command in commands:
             state = states.get(_room_of(command))
             if state is None:
@@ -149,11 +155,11 @@ class BatchApplier:
                 outcomes.append(self._apply_one(conn, command, state, pending))
             except ChatError as exc:
                 outcomes.append(exc)
-        self._flush(conn, pending, states)
+        self._flush(cursor, pending, states)
         return outcomes
 
     def _stored_client_ids(
-        self, conn: Connection, commands: list[WriteCommand]
+        self, cursor: Cursor, commands: list[WriteCommand]
     ) -> set[tuple[str, str, str]]:
         """Keys of the batch's idempotent sends that are already stored: one query."""
         wanted = {
@@ -163,36 +169,19 @@ class BatchApplier:
         }
         if not wanted:
             return set()
-        m = t.messages
-        rows = conn.execute(
-            select(m.c.room_id, m.c.sender_id, m.c.client_message_id).where(
-                m.c.client_message_id.in_(wanted)
-            )
-        )
-        return {(r.room_id, r.sender_id, r.client_message_id) for r in rows}
+        return self._sql.stored_client_ids(cursor, sorted(wanted))
 
-    def _flush(self, conn: Connection, pending: _Pending, states: dict[str, _RoomState]) -> None:
+    def _flush(self, cursor: Cursor, pending: _Pending, states: dict[str, _RoomState]) -> None:
         if pending.messages:
-            conn.execute(insert(t.messages), pending.messages)
+            self._sql.insert_messages(cursor, pending.messages)
         if pending.mentions:
-            conn.execute(insert(t.mentions), pending.mentions)
+            self._sql.insert_mentions(cursor, pending.mentions)
         if pending.replies:
-            conn.execute(
-                update(t.messages)
-                .where(t.messages.c.id == bindparam("target"))
-                .values(reply_count=t.messages.c.reply_count + bindparam("n")),
-                [{"target": k, "n": v} for k, v in pending.replies.items()],
-            )
+            self._sql.add_replies(cursor, pending.replies)
         if pending.events:
-            conn.execute(insert(t.room_events), pending.events)
-            conn.execute(
-                update(t.rooms)
-                .where(t.rooms.c.id == bindparam("target"))
-                .values(last_seq=bindparam("seq"), member_count=bindparam("members")),
-                [
-                    {"target": room_id, "seq": s.last_seq, "members": s.member_count}
-                    for room_id, s in states.items()
-                ],
+            self._sql.insert_events(cursor, pending.events)
+            self._sql.write_counters(
+                cursor, [(room, s.last_seq, s.member_count) for room, s in states.items()]
             )
 
     def _event(
@@ -234,26 +223,28 @@ class BatchApplier:
         self, conn: Connection, command: WriteCommand, state: _RoomState, pending: _Pending
     ) -> RoomEvent | None:
         match command:
-            case PostMessage(message=draft):
-                message = replace(draft, seq=state.last_seq + 1)
+            case PostMessage(message=message):
+                # The draft's seq is 0; patch the view and row rather than copy the
+                # dataclass (this runs once per message on the hot path).
+                seq = state.last_seq + 1
+                view = message_view(message)
+                view["seq"] = seq
                 event = self._event(
                     pending,
                     state,
                     message.room_id,
                     EventType.NEW_MESSAGE,
-                    message_view(message),
+                    view,
                     message.created_at,
                     message.sender_id,
                     message.id,
                 )
-                pending.messages.append(message_row(message))
+                row = message_row(message)
+                row["seq"] = seq
+                pending.messages.append(row)
                 pending.mentions.extend(
                     _mention_rows(
-                        message.room_id,
-                        message.seq,
-                        message.id,
-                        message.sender_id,
-                        message.mentions,
+                        message.room_id, seq, message.id, message.sender_id, message.mentions
                     )
                 )
                 if message.reply_to:

@@ -103,6 +103,8 @@ def search_words(text: str) -> list[str]:
     """Words as every backend indexes and queries them: case- and accent-folded, split
     on anything that is not a letter or digit. Stored text and queries both go through
     this, so SQLite FTS5 and PostgreSQL tsvector see the same plain words."""
+    if text.isascii():  # the common case: nothing to decompose, nothing to strip
+        return _WORD.findall(text.lower())
     folded = unicodedata.normalize("NFKD", text.casefold())
     return _WORD.findall("".join(c for c in folded if not unicodedata.combining(c)))
 

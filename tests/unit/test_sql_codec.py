@@ -1,0 +1,38 @@
+"""Search folding: the ASCII shortcut must index exactly what the general path does."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chatsphere.adapters.sql.codec import _WORD, search_text, search_words
+
+
+def _general(text: str) -> list[str]:
+    folded = unicodedata.normalize("NFKD", text.casefold())
+    return _WORD.findall("".join(c for c in folded if not unicodedata.combining(c)))
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_ascii_text_folds_as_the_general_path_does(text: str) -> None:
+    assert search_words(text) == _general(text)
+
+
+@given(st.text())
+def test_any_text_folds_as_the_general_path_does(text: str) -> None:
+    assert search_words(text) == _general(text)
+
+
+def test_folding_drops_case_accents_and_punctuation() -> None:
+    assert search_words("Crème BRÛLÉE, s'il_vous plaît!") == [
+        "creme",
+        "brulee",
+        "s",
+        "il",
+        "vous",
+        "plait",
+    ]
+    assert search_words("HELLO, World_2") == ["hello", "world", "2"]
+    assert search_text({"text": "Hi THERE", "caption": "Voilà"}) == "hi there voila"
