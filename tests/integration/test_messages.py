@@ -506,3 +506,17 @@ async def test_ws_retry_with_same_client_message_id(
     theirs = await bob.request("send_message", **frame)
     assert "duplicate" not in theirs
     assert theirs["id"] != first["id"]
+
+
+async def test_ws_send_ack_carries_the_message_as_delivered(
+    rest: RestFactory, connect: ClientFactory
+) -> None:
+    room_id, (alice, bob) = await _room_with(rest, connect, "alice", "bob")
+    ack = await alice.request(
+        "send_message", roomId=room_id, content={"text": "hi @bob"}, clientMessageId="c-9"
+    )
+    delivered = [e for e in await settle(bob) if e["type"] == "new_message"]
+    assert [e["data"] for e in delivered] == [ack]
+    assert ack["seq"] == delivered[0]["seq"] > 0
+    assert ack["mentions"] == ["bob"]
+    assert ack["clientMessageId"] == "c-9"

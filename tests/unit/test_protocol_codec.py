@@ -341,3 +341,28 @@ async def test_embedded_api_refuses_unstorable_content(service: ChatSphereServic
         await service.send_message("ann", room.id, {"text": "hi", "n": 2**70})
     assert caught.value.code is ErrorCode.INVALID_PAYLOAD
     assert await service.get_history("ann", room.id) == []
+
+
+def _send_with_content(depth: int, as_bytes: bool) -> str | bytes:
+    inner = "[" * (depth - 2) + "]" * (depth - 2)  # content {..} and d [..] add two levels
+    raw = '{"type":"send_message","id":"d","roomId":"r","content":{"text":"x","d":[' + inner
+    raw += "]}}"
+    return raw.encode() if as_bytes else raw
+
+
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_content_deeper_than_storable_is_refused_and_the_limit_itself_is_not(
+    as_bytes: bool,
+) -> None:
+    error = refused(_send_with_content(201, as_bytes))
+    assert error.code is ErrorCode.INVALID_PAYLOAD
+    assert "nested deeper than 200" in str(error)
+    frame = decode_frame(_send_with_content(200, as_bytes))
+    assert isinstance(frame, f.SendMessage)
+
+
+def test_brackets_inside_strings_do_not_make_a_frame_too_deep() -> None:
+    text = "{[" * 500
+    frame = decode_frame(encode({"type": "send_message", "roomId": "r", "content": {"text": text}}))
+    assert isinstance(frame, f.SendMessage)
+    assert frame.content["text"] == text

@@ -82,10 +82,9 @@ class Dispatcher:
                     metadata=frame.metadata,
                 )
                 self._presence.message_sent(frame.roomId, user)
-                body = message_view(sent.message)
-                if sent.duplicate:
-                    body["duplicate"] = True
-                return body
+                # The event's own view when there is one: no second build of the message.
+                body = sent.view if sent.view is not None else message_view(sent.message)
+                return {**body, "duplicate": True} if sent.duplicate else body
             case f.JoinRoom():
                 return await self._join(conn, frame)
             case f.LeaveRoom():

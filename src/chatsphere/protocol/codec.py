@@ -80,6 +80,8 @@ def decode_frame(raw: str | bytes) -> Frame:
             frame_id,
             {"errors": problems},
         ) from None
+    if _openers(raw) <= _MAX_JSON_DEPTH:
+        return frame  # cannot nest deeper than it has brackets: skip the walk
     for field in _FREE_FORM:
         value = getattr(frame, field, None)
         if value is not None and _too_deep(value):
@@ -96,6 +98,13 @@ def decode_frame(raw: str | bytes) -> Frame:
 #: deeper input would be accepted here and then fail to commit (internal_error).
 _FREE_FORM = ("content", "metadata")
 _MAX_JSON_DEPTH = 200
+
+
+def _openers(raw: str | bytes) -> int:
+    """An upper bound of the nesting depth: the count of ``{`` and ``[`` (strings included)."""
+    if isinstance(raw, str):
+        return raw.count("{") + raw.count("[")
+    return raw.count(b"{") + raw.count(b"[")
 
 
 def _too_deep(value: Any) -> bool:

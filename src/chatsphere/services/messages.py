@@ -45,6 +45,9 @@ class Limits:
 class SendResult:
     message: Message
     duplicate: bool  # a retry of an already-stored clientMessageId: nothing new was delivered
+    #: The message's wire view as its ``new_message`` event carried it (None for a
+    #: duplicate). Shared with the event: read it, never change it.
+    view: dict[str, Any] | None = None
 
 
 class MessageService:
@@ -116,7 +119,7 @@ class MessageService:
                     return SendResult(original, duplicate=True)
             raise
         assert event is not None
-        return SendResult(replace(draft, seq=event.seq), duplicate=False)
+        return SendResult(replace(draft, seq=event.seq), duplicate=False, view=event.data)
 
     def _rate_limit(self, user_id: str) -> None:
         wait = self._limiter.hit(f"send:{user_id}")
