@@ -11,6 +11,7 @@ Message inserts, the bulk of the traffic, are deferred and written with one
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -117,29 +118,38 @@ class BatchApplier:
         self._sql = BulkStatements(dialect)
 
     def apply(self, conn: Connection, commands: list[WriteCommand]) -> list[Outcome]:
-        # The hot statements run on the driver's cursor (see bulk.py), inside the
-        # transaction SQLAlchemy opened on this same connection.
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            return self._apply(conn, cursor, commands)
-        finally:
-            cursor.close()
+        # The hot statements run on the driver's own connection (see bulk.py), inside
+        # the transaction SQLAlchemy opened on it. A batch of posts alone (the common
+        # case) runs pipelined on PostgreSQL; other commands read and write through
+        # SQLAlchemy as they go, which a pipeline would not suit.
+        raw = conn.connection.driver_connection
+        posts_only = all(isinstance(c, PostMessage) for c in commands)
+        with self._sql.pipeline(raw) if posts_only else nullcontext():
+            cursor = raw.cursor()  # type: ignore[union-attr]
+            try:
+                return self._apply(conn, raw, cursor, commands)
+            finally:
+                cursor.close()
 
     def _apply(
-        self, conn: Connection, cursor: Cursor, commands: list[WriteCommand]
+        self, conn: Connection, raw: Any, cursor: Cursor, commands: list[WriteCommand]
     ) -> list[Outcome]:
-        room_ids = sorted({_room_of(c) for c in commands})
+        wanted = {
+            c.message.client_message_id
+            for c in commands
+            if isinstance(c, PostMessage) and c.message.client_message_id
+        }
+        counters, taken = self._sql.batch_state(
+            raw, sorted({_room_of(c) for c in commands}), sorted(wanted), lock=self._lock_rows
+        )
         states = {
             room_id: _RoomState(
                 last_seq, member_count, orjson.loads(settings).get("max_participants", 10_000)
             )
-            for room_id, last_seq, member_count, settings in self._sql.room_counters(
-                cursor, room_ids, lock=self._lock_rows
-            )
+            for room_id, last_seq, member_count, settings in counters
         }
         pending = _Pending()
         outcomes: list[Outcome] = []
-        taken = self._stored_client_ids(cursor, commands)
         for command in commands:
             state = states.get(_room_of(command))
             if state is None:
@@ -157,19 +167,6 @@ class BatchApplier:
                 outcomes.append(exc)
         self._flush(cursor, pending, states)
         return outcomes
-
-    def _stored_client_ids(
-        self, cursor: Cursor, commands: list[WriteCommand]
-    ) -> set[tuple[str, str, str]]:
-        """Keys of the batch's idempotent sends that are already stored: one query."""
-        wanted = {
-            c.message.client_message_id
-            for c in commands
-            if isinstance(c, PostMessage) and c.message.client_message_id
-        }
-        if not wanted:
-            return set()
-        return self._sql.stored_client_ids(cursor, sorted(wanted))
 
     def _flush(self, cursor: Cursor, pending: _Pending, states: dict[str, _RoomState]) -> None:
         if pending.messages:

@@ -17,6 +17,7 @@ commands (edits, deletes, membership) stay on SQLAlchemy Core in :mod:`.apply`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
 from sqlalchemy import Table
@@ -65,28 +66,40 @@ class BulkStatements:
             return f"{column} = ANY(%s)", [list(values)]
         return f"{column} IN ({', '.join('?' * len(values))})", values
 
-    def room_counters(
-        self, cursor: Cursor, room_ids: Sequence[str], lock: bool
-    ) -> list[tuple[str, int, int, str]]:
-        """(id, last_seq, member_count, settings JSON) of the rooms, in id order.
+    def pipeline(self, connection: Any) -> AbstractContextManager[Any]:
+        """On PostgreSQL, psycopg's pipeline mode: statements are queued and the batch
+        waits for the server once per phase (read state, write rows) instead of once per
+        statement. A no-op on SQLite, which is in-process."""
+        return connection.pipeline() if self._postgres else nullcontext()
 
-        With ``lock`` the rows are locked (``FOR UPDATE``) in that order, so two nodes
-        committing to overlapping rooms queue up instead of deadlocking.
+    def batch_state(
+        self, connection: Any, room_ids: Sequence[str], client_ids: Sequence[str], lock: bool
+    ) -> tuple[list[tuple[str, int, int, str]], set[tuple[str, str, str]]]:
+        """The rooms' counters and the batch's already stored client ids, in one trip.
+
+        Rooms come as (id, last_seq, member_count, settings JSON) in id order; with
+        ``lock`` they are locked (``FOR UPDATE``) in that order, so two nodes committing
+        to overlapping rooms queue up instead of deadlocking. Client ids come as
+        (room, sender, client id) of stored messages using any of ``client_ids``.
         """
-        where, params = self._any_of("id", room_ids)
-        sql = f"SELECT id, last_seq, member_count, settings FROM rooms WHERE {where} ORDER BY id"
-        cursor.execute(sql + (" FOR UPDATE" if lock else ""), params)
-        return [tuple(row) for row in cursor.fetchall()]
-
-    def stored_client_ids(
-        self, cursor: Cursor, client_ids: Sequence[str]
-    ) -> set[tuple[str, str, str]]:
-        """(room, sender, client id) of stored messages that use any of ``client_ids``."""
-        where, params = self._any_of("client_message_id", client_ids)
-        cursor.execute(
-            f"SELECT room_id, sender_id, client_message_id FROM messages WHERE {where}", params
-        )
-        return {(room, sender, cid) for room, sender, cid in cursor.fetchall()}
+        rooms, stored = connection.cursor(), connection.cursor()
+        try:
+            where, params = self._any_of("id", room_ids)
+            sql = f"SELECT id, last_seq, member_count, settings FROM rooms WHERE {where}"
+            rooms.execute(sql + " ORDER BY id" + (" FOR UPDATE" if lock else ""), params)
+            if client_ids:
+                where, params = self._any_of("client_message_id", client_ids)
+                stored.execute(
+                    f"SELECT room_id, sender_id, client_message_id FROM messages WHERE {where}",
+                    params,
+                )
+            # Both queries are sent before either is read: one round trip in a pipeline.
+            counters = [tuple(row) for row in rooms.fetchall()]
+            taken = {(r, s, c) for r, s, c in stored.fetchall()} if client_ids else set()
+        finally:
+            rooms.close()
+            stored.close()
+        return counters, taken
 
     def insert_messages(self, cursor: Cursor, rows: Sequence[Mapping[str, Any]]) -> None:
         cursor.executemany(self._insert_messages, rows)
