@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import httpx
 
 from chatsphere.client import ChatClient, Event
 from chatsphere.server import Node
-from tests.conftest import ClientFactory, RestFactory
+from tests.conftest import ClientFactory, RestFactory, token_for
 from tests.integration.conftest import NodeClientFactory, NodeFactory, NodeRestFactory
 from tests.integration.helpers import (
+    RawClient,
     assert_problem,
     create_room,
     expect_error,
     settle,
     wait_until,
+    ws_url,
 )
 
 
@@ -211,3 +215,57 @@ async def test_outsiders_get_no_typing_or_presence_of_a_private_room(
     # carol shares no room with alice, so alice's presence is not hers to see.
     assert (await rest("carol").get("/presence", params={"userIds": "alice"})).json() == []
     assert _typing(await settle(bob)) == []
+
+
+async def test_reconnects_read_the_users_rooms_once(
+    node: Node, rest: RestFactory, connect: ClientFactory
+) -> None:
+    """Connect, disconnect, again: one store read of the room list per user, not four.
+
+    A connect storm is mostly users in no room yet, so the empty list is cached too.
+    """
+    room = await create_room(rest("alice"), "public_room", "lobby")
+    bob = await connect("bob")
+    await bob.join_room(room["id"])
+    reads: Counter[str] = Counter()
+    store = node.service.store
+    real = store.user_room_ids
+
+    async def counted(user_id: str) -> list[str]:
+        reads[user_id] += 1
+        return await real(user_id)
+
+    store.user_room_ids = counted  # type: ignore[method-assign]
+
+    async def session(user: str) -> None:
+        client = await RawClient.open(ws_url(node, token_for(node, user)))
+        assert (await client.recv())["type"] == "connected"
+        await wait_until(lambda: _has_connections(node, user, 1), what=f"{user} online")
+        await client.close()
+        await wait_until(lambda: _sessions_running(node, 1), what=f"{user}'s handler finished")
+
+    for user in ("alice", "fan", "alice", "fan"):
+        await session(user)
+    assert reads == Counter({"alice": 1, "fan": 1})
+    heard = [
+        (e["data"]["userId"], e["data"]["status"], e["roomId"])
+        for e in await settle(bob)
+        if e["type"] == "presence_updated"
+    ]
+    assert heard == [("alice", s, room["id"]) for s in ("online", "offline") * 2]
+
+
+async def test_a_room_created_while_connected_gets_its_creators_presence(
+    rest: RestFactory, connect: ClientFactory
+) -> None:
+    # Alice connects first: her (empty) room list is read and cached on connect.
+    alice = await connect("alice")
+    dm = await create_room(rest("alice"), "direct_message", None, participants=["bob"])
+    bob = await connect("bob")
+    await bob.join_room(dm["id"])
+    await alice.update_presence("busy")
+    seen = await bob.next_event(
+        "presence_updated", timeout=10, where=lambda e: e["data"]["userId"] == "alice"
+    )
+    assert seen["roomId"] == dm["id"]
+    assert seen["data"]["status"] == "busy"

@@ -30,6 +30,20 @@ _MEMBERSHIP_EVENTS = {
 }
 
 
+class _Load:
+    """One store read in flight for a cache key."""
+
+    __slots__ = ("stale",)
+
+    def __init__(self) -> None:
+        self.stale = False
+
+
+def _mark_stale(loading: dict[K, list[_Load]], key: K) -> None:
+    for mark in loading.get(key, ()):
+        mark.stale = True
+
+
 class Access:
     #: Each cache is cleared when it grows past this (client input picks the keys).
     max_entries = 200_000
@@ -41,37 +55,64 @@ class Access:
         self._rooms: dict[str, tuple[float, Room | None]] = {}
         self._members: dict[tuple[str, str], tuple[float, Member | None]] = {}
         self._user_rooms: dict[str, tuple[float, list[str]]] = {}
-        # Bumped by every invalidation: a read that was in flight across one may have
-        # seen the state before the change, so its result is used but not cached.
-        self._generation = 0
+        # Reads in flight, per cache and key. Invalidating a key marks its reads stale:
+        # one may have seen the state before the change, so its result is used but not
+        # cached. Only that key's: a join elsewhere must not make every read then in
+        # flight (say, the room lists of users connecting meanwhile) miss again.
+        self._loading_rooms: dict[str, list[_Load]] = {}
+        self._loading_members: dict[tuple[str, str], list[_Load]] = {}
+        self._loading_user_rooms: dict[str, list[_Load]] = {}
 
     async def _cached(
-        self, cache: dict[K, tuple[float, V]], key: K, load: Callable[[], Awaitable[V]]
+        self,
+        cache: dict[K, tuple[float, V]],
+        loading: dict[K, list[_Load]],
+        key: K,
+        load: Callable[[], Awaitable[V]],
     ) -> V:
         now = self._clock.monotonic()
         hit = cache.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
-        generation = self._generation
-        value = await load()
-        if generation == self._generation:
+        mark = _Load()
+        loading.setdefault(key, []).append(mark)
+        try:
+            value = await load()
+        finally:
+            marks = loading[key]
+            marks.remove(mark)
+            if not marks:
+                del loading[key]
+        if not mark.stale:
             if len(cache) > self.max_entries:
                 cache.clear()
             cache[key] = (now + self._ttl, value)
         return value
 
     async def room(self, room_id: str) -> Room | None:
-        return await self._cached(self._rooms, room_id, lambda: self._store.get_room(room_id))
+        return await self._cached(
+            self._rooms, self._loading_rooms, room_id, lambda: self._store.get_room(room_id)
+        )
 
     async def member(self, room_id: str, user_id: str) -> Member | None:
         return await self._cached(
-            self._members, (room_id, user_id), lambda: self._store.get_member(room_id, user_id)
+            self._members,
+            self._loading_members,
+            (room_id, user_id),
+            lambda: self._store.get_member(room_id, user_id),
         )
 
     async def user_rooms(self, user_id: str) -> list[str]:
-        """Ids of the rooms the user has joined (presence goes to these)."""
+        """Ids of the rooms the user has joined (presence goes to these).
+
+        Cached like the rest, an empty list too: a user's connect and disconnect (and
+        reconnects within ``ttl``) cost one store read between them.
+        """
         return await self._cached(
-            self._user_rooms, user_id, lambda: self._store.user_room_ids(user_id)
+            self._user_rooms,
+            self._loading_user_rooms,
+            user_id,
+            lambda: self._store.user_room_ids(user_id),
         )
 
     async def visible(self, user_id: str, room_id: str) -> tuple[Room, Member | None]:
@@ -90,13 +131,14 @@ class Access:
         return room, require_joined(member, room_id)
 
     def forget_room(self, room_id: str) -> None:
-        self._generation += 1
         self._rooms.pop(room_id, None)
+        _mark_stale(self._loading_rooms, room_id)
 
     def forget_member(self, room_id: str, user_id: str) -> None:
-        self._generation += 1
         self._members.pop((room_id, user_id), None)
         self._user_rooms.pop(user_id, None)
+        _mark_stale(self._loading_members, (room_id, user_id))
+        _mark_stale(self._loading_user_rooms, user_id)
 
     def observe(self, event: RoomEvent) -> None:
         """Drop cache entries an event made stale (called for every event seen)."""

@@ -39,10 +39,15 @@ class PresenceService:
         self._clock = clock
         self._typing_timeout = typing_timeout
         self._typing: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        # The rooms each user is typing in, so a disconnect finds theirs without a scan.
+        self._typing_rooms: dict[str, set[str]] = {}
 
     async def _announce(self, presence: Presence) -> None:
+        rooms = await self._access.user_rooms(presence.user_id)
+        if not rooms:  # in no room yet (most first connects): nothing to build or send
+            return
         data = presence_view(presence)
-        for room_id in await self._access.user_rooms(presence.user_id):
+        for room_id in rooms:
             self._publisher.ephemeral(room_id, EventType.PRESENCE_UPDATED, data)
 
     async def connected(self, user_id: str, connection_id: str) -> Presence:
@@ -54,8 +59,8 @@ class PresenceService:
     async def disconnected(self, user_id: str, connection_id: str) -> Presence:
         presence, changed = await self._presence.disconnect(user_id, connection_id)
         if presence.connections == 0:
-            for key in [k for k in self._typing if k[1] == user_id]:
-                self._stop_typing(*key)
+            for room_id in list(self._typing_rooms.get(user_id, ())):
+                self._stop_typing(room_id, user_id)
         if changed:
             await self._announce(presence)
         return presence
@@ -94,6 +99,7 @@ class PresenceService:
             handle.cancel()
         if not is_typing:
             if handle is not None:
+                self._untrack_typing(room_id, user_id)
                 self._publisher.ephemeral(
                     room_id, EventType.TYPING_STOPPED, {"userId": user_id}, exclude_user=user_id
                 )
@@ -106,11 +112,20 @@ class PresenceService:
         self._typing[key] = loop.call_later(
             self._typing_timeout, self._stop_typing, room_id, user_id
         )
+        self._typing_rooms.setdefault(user_id, set()).add(room_id)
+
+    def _untrack_typing(self, room_id: str, user_id: str) -> None:
+        rooms = self._typing_rooms.get(user_id)
+        if rooms is not None:
+            rooms.discard(room_id)
+            if not rooms:
+                del self._typing_rooms[user_id]
 
     def _stop_typing(self, room_id: str, user_id: str) -> None:
         handle = self._typing.pop((room_id, user_id), None)
         if handle is not None:
             handle.cancel()
+            self._untrack_typing(room_id, user_id)
             self._publisher.ephemeral(
                 room_id, EventType.TYPING_STOPPED, {"userId": user_id}, exclude_user=user_id
             )
@@ -123,3 +138,4 @@ class PresenceService:
         for handle in self._typing.values():
             handle.cancel()
         self._typing.clear()
+        self._typing_rooms.clear()

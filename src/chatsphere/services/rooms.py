@@ -135,6 +135,11 @@ class RoomService:
                 if existing is not None:
                     return existing
             raise
+        # A new room is not committed through the writer, so the commit listener (and
+        # with it Access.observe) never sees it: drop the members' cached room lists
+        # here, or presence would skip the room for up to the cache's TTL.
+        for member in members:
+            self._access.forget_member(room.id, member.user_id)
         joined = sum(1 for m in members if m.state is MembershipState.JOINED)
         return replace(room, last_seq=1, member_count=joined)
 

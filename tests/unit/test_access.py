@@ -1,0 +1,176 @@
+"""services/access.py: the room, membership and room-list caches, and what invalidates them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import cast
+
+import pytest
+
+from chatsphere.domain.rooms import Member, Room
+from chatsphere.ports.store import Store
+from chatsphere.services.access import Access
+from tests.unit.fakes import FakeClock
+
+
+class ReadCountingStore:
+    """The three reads Access makes, from dicts; each read counted, and one can be held."""
+
+    def __init__(self) -> None:
+        self.room_ids: dict[str, list[str]] = {}
+        self.reads: Counter[str] = Counter()
+        self.hold: asyncio.Event | None = None  # while set up, reads wait for it
+        self.reading = asyncio.Event()
+
+    async def _read(self, what: str) -> None:
+        self.reads[what] += 1
+        if self.hold is not None:
+            self.reading.set()
+            await self.hold.wait()
+
+    async def user_room_ids(self, user_id: str) -> list[str]:
+        answer = list(self.room_ids.get(user_id, []))  # the state when the read began
+        await self._read(f"rooms_of:{user_id}")
+        return answer
+
+    async def get_room(self, room_id: str) -> Room | None:
+        await self._read(f"room:{room_id}")
+        return None
+
+    async def get_member(self, room_id: str, user_id: str) -> Member | None:
+        await self._read(f"member:{room_id}:{user_id}")
+        return None
+
+
+@pytest.fixture
+def store() -> ReadCountingStore:
+    return ReadCountingStore()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def access(store: ReadCountingStore, clock: FakeClock) -> Access:
+    return Access(cast(Store, store), clock, ttl=60.0)
+
+
+async def test_a_room_list_is_read_once_within_the_ttl(
+    access: Access, store: ReadCountingStore, clock: FakeClock
+) -> None:
+    store.room_ids["alice"] = ["r1", "r2"]
+    assert await access.user_rooms("alice") == ["r1", "r2"]
+    clock.advance(59)
+    assert await access.user_rooms("alice") == ["r1", "r2"]
+    assert store.reads["rooms_of:alice"] == 1
+    clock.advance(2)  # past the TTL: another node's change may be unseen, so read again
+    await access.user_rooms("alice")
+    assert store.reads["rooms_of:alice"] == 2
+
+
+async def test_an_empty_room_list_is_cached_too(access: Access, store: ReadCountingStore) -> None:
+    for _ in range(3):
+        assert await access.user_rooms("loner") == []
+    assert store.reads["rooms_of:loner"] == 1
+
+
+async def test_a_membership_change_drops_the_users_room_list(
+    access: Access, store: ReadCountingStore
+) -> None:
+    assert await access.user_rooms("alice") == []
+    await access.user_rooms("bob")
+    store.room_ids["alice"] = ["r1"]
+    access.forget_member("r1", "alice")
+    assert await access.user_rooms("alice") == ["r1"]
+    await access.user_rooms("bob")
+    assert store.reads == Counter({"rooms_of:alice": 2, "rooms_of:bob": 1})
+
+
+async def _read_across(access: Access, store: ReadCountingStore, change: str) -> list[str]:
+    """Read alice's rooms while the membership ``change`` commits; returns what it saw."""
+    store.hold = asyncio.Event()
+    read = asyncio.create_task(access.user_rooms("alice"))
+    await store.reading.wait()
+    if change == "alice":
+        store.room_ids["alice"] = ["r1"]
+        access.forget_member("r1", "alice")
+    else:
+        store.room_ids[change] = ["r1"]
+        access.forget_member("r1", change)
+    store.hold.set()
+    seen = await read
+    store.hold = None
+    return seen
+
+
+async def test_a_read_overtaken_by_a_change_of_its_user_is_not_cached(
+    access: Access, store: ReadCountingStore
+) -> None:
+    assert await _read_across(access, store, "alice") == []  # the state before the join
+    assert await access.user_rooms("alice") == ["r1"]  # not the stale answer
+    assert store.reads["rooms_of:alice"] == 2
+
+
+async def test_a_read_across_another_users_change_is_still_cached(
+    access: Access, store: ReadCountingStore
+) -> None:
+    """Joins elsewhere must not make the room lists read meanwhile (connects) miss again."""
+    assert await _read_across(access, store, "bob") == []
+    assert await access.user_rooms("alice") == []
+    assert store.reads["rooms_of:alice"] == 1
+
+
+async def test_concurrent_reads_of_one_key_are_each_judged_on_their_own(
+    access: Access, store: ReadCountingStore
+) -> None:
+    store.hold = asyncio.Event()
+    first = asyncio.create_task(access.member("r1", "alice"))
+    await store.reading.wait()
+    access.forget_member("r1", "alice")  # overtakes the first read only
+    store.reading.clear()
+    second = asyncio.create_task(access.member("r1", "alice"))
+    await store.reading.wait()
+    store.hold.set()
+    await asyncio.gather(first, second)
+    store.hold = None
+    await access.member("r1", "alice")  # the second read, begun after the change, was kept
+    assert store.reads["member:r1:alice"] == 2
+
+
+async def test_room_reads_in_flight_across_a_room_change_are_not_cached(
+    access: Access, store: ReadCountingStore
+) -> None:
+    store.hold = asyncio.Event()
+    read = asyncio.create_task(access.room("r1"))
+    other = asyncio.create_task(access.room("r2"))
+    await store.reading.wait()
+    await asyncio.sleep(0)
+    access.forget_room("r1")
+    store.hold.set()
+    await asyncio.gather(read, other)
+    store.hold = None
+    await access.room("r1")
+    await access.room("r2")
+    assert store.reads == Counter({"room:r1": 2, "room:r2": 1})
+
+
+async def test_no_bookkeeping_is_left_behind(access: Access, store: ReadCountingStore) -> None:
+    class Boom(Exception):
+        pass
+
+    async def failing(user_id: str) -> list[str]:
+        raise Boom
+
+    real = store.user_room_ids
+    store.user_room_ids = failing  # type: ignore[method-assign]
+    with pytest.raises(Boom):
+        await access.user_rooms("alice")
+    store.user_room_ids = real  # type: ignore[method-assign]
+    await _read_across(access, store, "alice")
+    await _read_across(access, store, "bob")
+    assert access._loading_user_rooms == {}
+    assert access._loading_members == {}
+    assert access._loading_rooms == {}
