@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import resource
 import signal
@@ -230,6 +231,7 @@ class Node:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await self.start()
+        tune_gc()
         print(
             f"ChatSphere {__version__} ready: WebSocket ws://localhost:{self.ws_port}/ws  "
             f"HTTP http://localhost:{self.http_port}/ (docs at /docs)",
@@ -238,6 +240,23 @@ class Node:
         await stop.wait()
         log.info("shutting down")
         await self.stop()
+
+
+#: Young collections every 10,000 net allocations instead of 700; the older generations
+#: are considered a tenth as often as by default.
+GC_THRESHOLDS = (10_000, 20, 10)
+
+
+def tune_gc() -> None:
+    """Fewer garbage collections for a long-running node (called once it has started).
+
+    Everything alive after start-up (modules, the service, its caches) lives as long as
+    the process, so it is frozen out of every later collection. With 10,000 connections
+    a full collection walks about 900,000 objects, ~0.5 s on one core; under the default
+    thresholds a connect storm ran one every few seconds, and each was a latency spike.
+    """
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def run(settings: Settings) -> None:
