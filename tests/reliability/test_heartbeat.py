@@ -4,17 +4,13 @@ goes offline for its roommates; a peer that pongs stays; the client ``ping`` fra
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import os
-import struct
 import time
 
 import httpx
 from websockets.exceptions import ConnectionClosed
 
 from tests.reliability._support import (
-    ServerProcess,
     create_room,
     join_rest,
     recv_json,
@@ -23,73 +19,7 @@ from tests.reliability._support import (
     token,
 )
 from tests.reliability.conftest import ServerFactory
-
-
-class HandRolledSocket:
-    """A WebSocket client written out by hand, so server pings are seen on the wire.
-
-    It answers each ping with a pong (``answer=True``) and records when pings came.
-    """
-
-    def __init__(self, server: ServerProcess, user: str, *, answer: bool = True) -> None:
-        self._server = server
-        self._user = user
-        self._answer = answer
-        self.pings: list[float] = []
-        self.close_code: int | None = None
-        self._reader: asyncio.StreamReader
-        self._writer: asyncio.StreamWriter
-        self._task: asyncio.Task[None] | None = None
-
-    async def open(self) -> None:
-        self._reader, self._writer = await asyncio.open_connection(
-            "127.0.0.1", self._server.ws_port
-        )
-        key = base64.b64encode(os.urandom(16)).decode()
-        self._writer.write(
-            (
-                f"GET /ws?token={token(self._user)} HTTP/1.1\r\n"
-                f"Host: 127.0.0.1:{self._server.ws_port}\r\n"
-                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        head = await asyncio.wait_for(self._reader.readuntil(b"\r\n\r\n"), 30)
-        assert head.startswith(b"HTTP/1.1 101"), head
-        self._task = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-            while True:
-                first, second = await self._reader.readexactly(2)
-                opcode, size = first & 0x0F, second & 0x7F
-                if size == 126:
-                    (size,) = struct.unpack("!H", await self._reader.readexactly(2))
-                elif size == 127:
-                    (size,) = struct.unpack("!Q", await self._reader.readexactly(8))
-                payload = await self._reader.readexactly(size)
-                if opcode == 0x9:  # ping
-                    self.pings.append(time.monotonic())
-                    if self._answer:
-                        self._send(0xA, payload)
-                elif opcode == 0x8:  # close
-                    self.close_code = struct.unpack("!H", payload[:2])[0] if payload else 1005
-                    return
-
-    def _send(self, opcode: int, payload: bytes) -> None:
-        mask = os.urandom(4)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        assert len(payload) < 126
-        self._writer.write(bytes((0x80 | opcode, 0x80 | len(payload))) + mask + masked)
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._writer.close()
-        with contextlib.suppress(ConnectionError):
-            await self._writer.wait_closed()
+from tests.wire_socket import HandRolledSocket
 
 
 async def test_missing_pongs_close_with_4001_and_clear_presence(
@@ -154,14 +84,14 @@ async def test_server_pings_are_jittered_and_answered_pings_keep_the_connection(
     # is wider than the heartbeat wheel's one-second slots.
     server = server_factory(HEARTBEAT_INTERVAL=4, HEARTBEAT_TIMEOUT=2)
     await server.start()
-    sockets = [HandRolledSocket(server, f"pinged{i}") for i in range(8)]
+    sockets = [HandRolledSocket(server.ws_port, token(f"pinged{i}")) for i in range(8)]
     try:
         opened = time.monotonic()
         await asyncio.gather(*(s.open() for s in sockets))
         async with asyncio.timeout(60):
             while not all(len(s.pings) >= 2 for s in sockets):
                 await asyncio.sleep(0.1)
-        first = sorted(s.pings[0] - opened for s in sockets)
+        first = sorted(s.pings[0][0] - opened for s in sockets)
         # Opened together, first pinged at different moments: not a thundering herd.
         assert len({int(t) for t in first}) >= 2, f"all first pings in one second: {first}"
         assert all(s.close_code is None for s in sockets)

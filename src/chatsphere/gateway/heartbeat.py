@@ -4,6 +4,27 @@ A timing wheel with one-second slots: each connection's first ping falls at a ra
 point within the first interval, then every ``interval`` ± 10 %. One task per node
 walks the slots; a connection whose pong does not come within ``timeout`` is closed
 with 4001 (it may reconnect and resume) and its presence is cleared by the handler.
+
+No task, coroutine, future or timer is created per ping. The walker visits each
+connection in a due slot and, synchronously,
+
+* if a ping to it is outstanding: when :meth:`Pinger.answered` says its pong came,
+  the ping is settled; when not and the ping is ``timeout`` old, the connection is
+  closed with 4001 and counted in :attr:`Heartbeat.timeouts`; when not yet, it is
+  placed again at the ping's deadline (one ping outstanding at a time, as before);
+* otherwise, when its ping is due, sends one (:meth:`Pinger.send_ping`, a write to the
+  socket) and places it again at the earlier of its next ping and the ping's deadline,
+  so a silent peer is closed ``timeout`` (plus at most one slot) after the ping.
+
+Deadlines are exact (a connection is never closed before ``timeout`` has passed);
+pings, as before, go out when their one-second slot is walked. A connection is visited
+twice per interval when ``timeout < interval`` (the check, then the next ping); a visit
+is a few dict and set operations (~1.2 µs per ping for the walk alone, against ~23 µs
+for the task and ``wait_for`` per ping it replaces). With 10,000 idle websockets
+connections on uvloop, the whole ping (write, pong parsed by websockets, bookkeeping)
+went from ~120-145 µs to ~32-36 µs of CPU: at the default 25 s interval (400 pings/s)
+about 1.3 % of a core instead of 5-6 %. How a ping is written and its pong noticed
+is the pinger's business; see ws_server.py for the websockets one and its trade-offs.
 """
 
 from __future__ import annotations
@@ -11,83 +32,175 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from ..protocol.closecodes import CloseCode
 from .connection import Connection
 
 log = logging.getLogger(__name__)
 
-Pinger = Callable[[Connection], Awaitable[Awaitable[float]]]
+#: Beyond this many slots to catch up on (a long stall, a wheel created long before it
+#: started), the walker visits the occupied slots instead of every slot number.
+_SPARSE_WALK = 64
+
+
+class Pinger(Protocol):
+    """Sends heartbeat pings and tells whether they were answered, without waiting."""
+
+    def send_ping(self, conn: Connection) -> None:
+        """Write a ping to ``conn`` now; only called while ``conn.transport.is_open()``."""
+        ...
+
+    def answered(self, conn: Connection) -> bool:
+        """Whether the pong to the last ping sent to ``conn`` has arrived."""
+        ...
+
+
+class _Beat:
+    """One connection's place in the wheel."""
+
+    __slots__ = ("conn", "deadline", "ping_at", "slot")
+
+    def __init__(self, conn: Connection, ping_at: float) -> None:
+        self.conn = conn
+        self.ping_at = ping_at  # when its next ping is due
+        self.deadline: float | None = None  # when its outstanding ping times out
+        self.slot = 0
 
 
 class Heartbeat:
-    def __init__(self, interval: float, timeout: float, ping: Pinger) -> None:
+    def __init__(
+        self,
+        interval: float,
+        timeout: float,
+        pinger: Pinger,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.interval = interval
         self.timeout = timeout
-        self._ping = ping
-        self._slots: dict[int, set[Connection]] = {}
-        self._slot_of: dict[Connection, int] = {}
-        self._next_slot = 0  # slots below this were already walked
+        self._pinger = pinger
+        # The event loop's clock (asyncio and uvloop both read CLOCK_MONOTONIC); tests
+        # pass a fake one and drive :meth:`walk` themselves.
+        self._clock = clock
+        self._slots: dict[int, set[_Beat]] = {}
+        self._beats: dict[Connection, _Beat] = {}
+        self._next_slot = int(clock())  # slots below this were already walked
         self._task: asyncio.Task[None] | None = None
-        self._inflight: set[asyncio.Task[None]] = set()
         self._rng = random.Random()  # noqa: S311 - jitter, not security
         self.timeouts = 0
 
-    def _place(self, conn: Connection, delay: float) -> None:
-        # Never a slot the walker has passed (possible when delay < 1 s): it would not ping again.
-        slot = max(int(asyncio.get_running_loop().time() + delay), self._next_slot)
-        self._slots.setdefault(slot, set()).add(conn)
-        self._slot_of[conn] = slot
+    def _place(self, beat: _Beat, at: float) -> None:
+        # Never a slot the walker has passed (possible when ``at`` is less than a second
+        # away): it would not be visited again.
+        slot = int(at)
+        if slot < self._next_slot:
+            slot = self._next_slot
+        members = self._slots.get(slot)
+        if members is None:
+            self._slots[slot] = {beat}
+        else:
+            members.add(beat)
+        beat.slot = slot
 
     def add(self, conn: Connection) -> None:
-        self._place(conn, self._rng.uniform(0.1, 1.0) * self.interval)
+        """Start pinging ``conn``: first at a random point within the first interval."""
+        if conn in self._beats:
+            self.remove(conn)
+        beat = _Beat(conn, self._clock() + self._rng.uniform(0.1, 1.0) * self.interval)
+        self._beats[conn] = beat
+        self._place(beat, beat.ping_at)
 
     def remove(self, conn: Connection) -> None:
-        slot = self._slot_of.pop(conn, None)
-        if slot is not None:
-            members = self._slots.get(slot)
+        beat = self._beats.pop(conn, None)
+        if beat is not None:
+            members = self._slots.get(beat.slot)
             if members is not None:
-                members.discard(conn)
+                members.discard(beat)
                 if not members:
-                    del self._slots[slot]
+                    del self._slots[beat.slot]
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="heartbeat")
 
     async def close(self) -> None:
-        for task in [self._task, *self._inflight]:
-            if task is not None:
-                task.cancel()
+        if self._task is not None:
+            self._task.cancel()
         self._task = None
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        current = int(loop.time())
+        clock = self._clock
         while True:
-            # ``current`` is the first slot not yet walked: wake at its start.
-            await asyncio.sleep(max(0.0, current - loop.time()))
-            now = int(loop.time())
-            while current <= now:
-                for conn in self._slots.pop(current, ()):
-                    self._slot_of.pop(conn, None)
-                    task = loop.create_task(self._check(conn))
-                    self._inflight.add(task)
-                    task.add_done_callback(self._inflight.discard)
-                current += 1
-                self._next_slot = current
+            # ``_next_slot`` is the first slot not yet walked: wake at its start.
+            # (+1 ms: uvloop's timers have millisecond resolution and may fire a little
+            # before the clock reaches the slot, which would only wake us again.)
+            await asyncio.sleep(max(0.0, self._next_slot - clock()) + 0.001)
+            try:
+                self.walk(clock())
+            except Exception:  # pragma: no cover - walk handles each connection's errors
+                log.exception("heartbeat walk failed")
 
-    async def _check(self, conn: Connection) -> None:
+    def walk(self, now: float) -> None:
+        """Visit every connection in the slots up to ``now``'s (the walker task's step)."""
+        first, last = self._next_slot, int(now)
+        if last < first:
+            return
+        # Everything placed during this walk goes after it: a connection is visited
+        # once per walk, however many slots the walk catches up on.
+        self._next_slot = last + 1
+        slots = self._slots
+        due: Iterable[int] = range(first, last + 1)
+        if last - first > _SPARSE_WALK:
+            due = sorted(slot for slot in slots if slot <= last)
+        horizon = last + 1  # a ping due before this instant goes out in this walk
+        for slot in due:
+            members = slots.pop(slot, None)
+            if not members:
+                continue
+            for beat in members:
+                try:
+                    self._visit(beat, now, horizon)
+                except Exception:
+                    log.exception("heartbeat failed for connection %s", beat.conn.connection_id)
+                    self._forget(beat)
+
+    def _visit(self, beat: _Beat, now: float, horizon: int) -> None:
+        conn = beat.conn
+        if self._beats.get(conn) is not beat:  # removed while this walk was under way
+            return
         if not conn.transport.is_open():
+            # Closed (by the peer, as a slow consumer, by a timeout): its handler calls
+            # remove(); until then it is simply no longer in the wheel.
+            self._forget(beat)
             return
-        try:
-            waiter = await self._ping(conn)
-            await asyncio.wait_for(waiter, self.timeout)
-        except TimeoutError:
-            self.timeouts += 1
-            conn.close(CloseCode.HEARTBEAT_TIMEOUT, "no pong")
+        deadline = beat.deadline
+        if deadline is not None:
+            if self._pinger.answered(conn):
+                beat.deadline = None
+            elif now >= deadline:
+                self._forget(beat)
+                self.timeouts += 1
+                conn.close(CloseCode.HEARTBEAT_TIMEOUT, "no pong")
+                return
+            else:
+                self._place(beat, deadline)
+                return
+        if beat.ping_at >= horizon:  # answered early; the next ping is in a later slot
+            self._place(beat, beat.ping_at)
             return
-        except Exception:  # the connection closed under us; its handler cleans up
-            return
-        if conn.transport.is_open():
-            self._place(conn, self.interval * self._rng.uniform(0.9, 1.1))
+        self._pinger.send_ping(conn)
+        beat.deadline = deadline = now + self.timeout
+        beat.ping_at = ping_at = now + self.interval * self._rng.uniform(0.9, 1.1)
+        self._place(beat, ping_at if ping_at < deadline else deadline)
+
+    def _forget(self, beat: _Beat) -> None:
+        """Drop ``beat``, already taken out of its slot, unless ``conn`` was re-added."""
+        if self._beats.get(beat.conn) is beat:
+            del self._beats[beat.conn]
+        members = self._slots.get(beat.slot)
+        if members is not None:  # an error after it was placed again
+            members.discard(beat)
+            if not members:
+                del self._slots[beat.slot]

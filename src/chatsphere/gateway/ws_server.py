@@ -4,6 +4,19 @@ Chosen over the ASGI WebSocket path by measurement (see bench/RESULTS.md): frame
 written straight into the library's protocol object, the same bytes to every
 recipient. The listener also answers ``GET /health``; everything else HTTP lives on
 HTTP_PORT.
+
+Heartbeat pings (heartbeat.py) are written without waiting and without a coroutine per
+ping: :class:`WebsocketsPinger` calls the sans-I/O protocol's ``send_ping`` and writes
+``data_to_send()`` to the socket, and :class:`HeartbeatServerConnection` (passed as
+``serve(create_connection=…)``, a public parameter) overrides ``process_event`` to
+notice the matching pong. Overriding ``process_event`` is the one reliance on the
+library's internals, checked at import. Rejected: entries in websockets' table of
+pending pings with a future and a callback each (a private table, ``pong_waiters`` in
+websockets 15 and ``pending_pings`` in the installed 17: renamed once already);
+taking any frame from the client as proof of life (no cheaper, since every frame is
+parsed anyway, and weaker: a client that sends but no longer reads would pass); and
+writing the six ping bytes directly (about 2 µs less per ping than going through the
+protocol, but past its state checks).
 """
 
 from __future__ import annotations
@@ -11,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -20,8 +33,9 @@ import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import State
+from websockets.protocol import Event, State
 
 from ..auth import Principal, TokenAuthority
 from ..errors import ChatError
@@ -105,6 +119,77 @@ class WebsocketsTransport:
             self._transport.abort()
 
 
+class HeartbeatServerConnection(ServerConnection):
+    """A websockets ``ServerConnection`` that notices the pong to our heartbeat ping.
+
+    :class:`WebsocketsPinger` writes the ping itself and leaves the payload in
+    :attr:`awaiting_pong`; the matching pong clears it. websockets' own ``ping()`` is
+    not used: it costs a coroutine, an ``asyncio.Future`` and an entry in the library's
+    private table of pending pings per ping.
+    """
+
+    #: Payload of the heartbeat ping not answered yet; None once its pong came.
+    awaiting_pong: bytes | None = None
+
+    def process_event(self, event: Event) -> None:
+        awaiting = self.awaiting_pong
+        if (
+            awaiting is not None
+            and isinstance(event, Frame)
+            and event.opcode is Opcode.PONG
+            and event.data == awaiting
+        ):
+            self.awaiting_pong = None
+        super().process_event(event)
+
+
+# Overriding it is the one dependency on websockets' internals: fail at import, not by
+# closing every connection with 4001, if a release renames it.
+if not callable(getattr(ServerConnection, "process_event", None)):  # pragma: no cover
+    raise ImportError("websockets' ServerConnection.process_event is gone; see ws_server.py")
+
+
+class WebsocketsPinger:
+    """:class:`~chatsphere.gateway.heartbeat.Pinger` for :class:`HeartbeatServerConnection`.
+
+    The ping goes through the library's sans-I/O protocol (``send_ping`` then
+    ``data_to_send``), as websockets' ``ping()`` does once the connection is open, and
+    is written to the socket without waiting for it to drain (six bytes). One ping is
+    outstanding at a time (the heartbeat waits for its pong or its deadline), so a
+    counter is a payload the peer cannot answer by accident with an unsolicited pong.
+    """
+
+    __slots__ = ("_seq",)
+
+    def __init__(self) -> None:
+        self._seq = 0
+
+    def send_ping(self, conn: Connection) -> None:
+        transport = conn.transport
+        assert isinstance(transport, WebsocketsTransport)
+        ws = transport.ws
+        assert isinstance(ws, HeartbeatServerConnection)
+        self._seq = seq = (self._seq + 1) & 0xFFFF_FFFF
+        data = seq.to_bytes(4, "big")
+        ws.awaiting_pong = data
+        protocol = ws.protocol
+        protocol.send_ping(data)  # the heartbeat checked is_open(): the state is OPEN
+        writes = protocol.data_to_send()
+        # Between an abort() and connection_lost() the state is still OPEN but the
+        # socket is going away: nothing to write to (asyncio would count it and warn).
+        if not ws.transport.is_closing():
+            for chunk in writes:
+                if chunk:
+                    ws.transport.write(chunk)
+
+    def answered(self, conn: Connection) -> bool:
+        transport = conn.transport
+        assert isinstance(transport, WebsocketsTransport)
+        ws = transport.ws
+        assert isinstance(ws, HeartbeatServerConnection)
+        return ws.awaiting_pong is None
+
+
 def _json_response(status: HTTPStatus, body: Any) -> Response:
     data = orjson.dumps(body)
     headers = Headers(
@@ -140,7 +225,7 @@ class WebSocketListener:
         self._send_queue_bytes = send_queue_bytes
         self._principals: dict[ServerConnection, Principal] = {}
         self._server: Server | None = None
-        self.heartbeat = Heartbeat(heartbeat_interval, heartbeat_timeout, self._ping)
+        self.heartbeat = Heartbeat(heartbeat_interval, heartbeat_timeout, WebsocketsPinger())
         self.refused = 0
 
     @property
@@ -157,16 +242,12 @@ class WebSocketListener:
             max_size=self._max_payload,
             compression=None,  # per-message deflate costs CPU and ~64 KB per connection
             ping_interval=None,  # our Heartbeat spreads pings; see heartbeat.py
+            create_connection=HeartbeatServerConnection,  # …and sees their pongs
             close_timeout=5,
             max_queue=64,
             server_header="ChatSphere",
         )
         self.heartbeat.start()
-
-    async def _ping(self, conn: Connection) -> Awaitable[float]:
-        transport = conn.transport
-        assert isinstance(transport, WebsocketsTransport)
-        return await transport.ws.ping()
 
     def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         parts = urlsplit(request.path)
