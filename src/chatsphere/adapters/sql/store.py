@@ -72,6 +72,8 @@ def _sync_url(url: URL) -> URL:
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
+_USER_ROOM_IDS = "SELECT room_id FROM memberships WHERE user_id = ? AND state = ?"
+
 
 def _alembic_upgrade(connection: Connection) -> None:
     config = Config()
@@ -296,6 +298,16 @@ class SqlStore:
             rows = conn.execute(query).mappings()
             return rows.first() if first else list(rows.all())
 
+    def _user_room_ids_sync(self, user_id: str) -> list[str]:
+        assert self._sync_reads is not None
+        with self._sync_reads.connect() as conn:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(_USER_ROOM_IDS, (user_id, MembershipState.JOINED.value))
+                return [room_id for (room_id,) in cursor.fetchall()]
+            finally:
+                cursor.close()
+
     async def _one(self, query: Any) -> Any:
         if self._read_executor is not None:
             return await asyncio.get_running_loop().run_in_executor(
@@ -393,6 +405,12 @@ class SqlStore:
         return [member_from_row(r) for r in rows]
 
     async def user_room_ids(self, user_id: str) -> list[str]:
+        if self._read_executor is not None:
+            # Every first connect of a user asks this (presence): on SQLite it is plain
+            # SQL on the reader's own cursor, without building a Core statement each time.
+            return await asyncio.get_running_loop().run_in_executor(
+                self._read_executor, self._user_room_ids_sync, user_id
+            )
         rows = await self._all(
             select(t.memberships.c.room_id).where(
                 and_(
