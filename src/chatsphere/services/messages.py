@@ -41,13 +41,36 @@ class Limits:
     resume_max_events: int = 10_000
 
 
-@dataclass(frozen=True, slots=True)
 class SendResult:
-    message: Message
-    duplicate: bool  # a retry of an already-stored clientMessageId: nothing new was delivered
-    #: The message's wire view as its ``new_message`` event carried it (None for a
-    #: duplicate). Shared with the event: read it, never change it.
-    view: dict[str, Any] | None = None
+    """What :meth:`MessageService.send_message` stored.
+
+    ``duplicate`` is true for a retry of an already-stored ``clientMessageId``: nothing
+    new was delivered. ``view`` is the message's wire view as its ``new_message`` event
+    carried it (None for a duplicate); it is shared with the event, so read it, never
+    change it. ``message`` is built on first use: the WebSocket path needs only ``view``.
+    """
+
+    __slots__ = ("_message", "_seq", "duplicate", "view")
+
+    def __init__(
+        self,
+        message: Message,
+        duplicate: bool,
+        view: dict[str, Any] | None = None,
+        seq: int | None = None,
+    ) -> None:
+        self._message = message
+        self._seq = seq
+        self.duplicate = duplicate
+        self.view = view
+
+    @property
+    def message(self) -> Message:
+        """The stored message, with the ``seq`` the store gave it."""
+        if self._seq is not None:
+            self._message = replace(self._message, seq=self._seq)
+            self._seq = None
+        return self._message
 
 
 class MessageService:
@@ -119,7 +142,7 @@ class MessageService:
                     return SendResult(original, duplicate=True)
             raise
         assert event is not None
-        return SendResult(replace(draft, seq=event.seq), duplicate=False, view=event.data)
+        return SendResult(draft, duplicate=False, view=event.data, seq=event.seq)
 
     def _rate_limit(self, user_id: str) -> None:
         wait = self._limiter.hit(f"send:{user_id}")

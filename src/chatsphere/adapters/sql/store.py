@@ -126,7 +126,9 @@ class SqlStore:
             self._read_engine = create_async_engine(
                 self.url, pool_size=8, max_overflow=8, connect_args={"timeout": 30}
             )
-            self._configure_sqlite(self._sync_engine, "BEGIN IMMEDIATE")
+            # The writer keeps the hot index and full-text pages cached: with SQLite's
+            # default 2 MB it re-read them from the OS on most batches (pread per page).
+            self._configure_sqlite(self._sync_engine, "BEGIN IMMEDIATE", cache_kib=32_768)
             self._configure_sqlite(self._read_engine.sync_engine, "BEGIN")
             self._sync_reads = create_engine(
                 sync_url,
@@ -146,7 +148,7 @@ class SqlStore:
         with self._sync_engine.begin() as conn:
             _alembic_upgrade(conn)
 
-    def _configure_sqlite(self, engine: Engine, begin: str) -> None:
+    def _configure_sqlite(self, engine: Engine, begin: str, cache_kib: int = 2_000) -> None:
         synchronous = self._synchronous
 
         @event.listens_for(engine, "connect")
@@ -156,6 +158,7 @@ class SqlStore:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
             cursor.close()
 
         @event.listens_for(engine, "begin")
