@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import text
 
 from chatsphere.adapters.sql.store import SqlStore
+from chatsphere.domain.messages import Message, MessageType
+from chatsphere.domain.rooms import (
+    DEFAULT_SETTINGS,
+    Member,
+    MembershipState,
+    Role,
+    Room,
+    RoomType,
+)
+from chatsphere.ids import new_id
+from chatsphere.ports.store import PostMessage
 
 
 async def test_writer_and_readers_are_configured_as_the_store_needs(tmp_path: Path) -> None:
@@ -16,7 +29,13 @@ async def test_writer_and_readers_are_configured_as_the_store_needs(tmp_path: Pa
         with store._sync_engine.connect() as writer:
             pragmas = {
                 name: writer.execute(text(f"PRAGMA {name}")).scalar()
-                for name in ("journal_mode", "synchronous", "cache_size", "busy_timeout")
+                for name in (
+                    "journal_mode",
+                    "synchronous",
+                    "cache_size",
+                    "busy_timeout",
+                    "wal_autocheckpoint",
+                )
             }
         # WAL with synchronous=FULL (2): durable before ack. The writer caches 32 MiB.
         assert pragmas == {
@@ -24,10 +43,54 @@ async def test_writer_and_readers_are_configured_as_the_store_needs(tmp_path: Pa
             "synchronous": 2,
             "cache_size": -32_768,
             "busy_timeout": 30_000,
+            # Checkpoints run in the background; the writer only past a ~200 MiB WAL.
+            "wal_autocheckpoint": 50_000,
         }
         assert store._sync_reads is not None
         with store._sync_reads.connect() as reader:
             assert reader.execute(text("PRAGMA cache_size")).scalar() == -2_000
             assert reader.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    finally:
+        await store.close()
+
+
+async def _post_messages(store: SqlStore, count: int) -> None:
+    now = datetime.now(UTC)
+    room = Room(
+        id=new_id(),
+        type=RoomType.PUBLIC_ROOM,
+        name="wal",
+        description=None,
+        created_by="u",
+        settings=DEFAULT_SETTINGS[RoomType.PUBLIC_ROOM],
+        metadata={},
+        created_at=now,
+    )
+    member = Member(room.id, "u", Role.OWNER, MembershipState.JOINED, now)
+    await store.create_room(room, [member], None)
+    await asyncio.gather(
+        *(
+            store.commit(
+                PostMessage(
+                    Message(new_id(), room.id, "u", MessageType.TEXT, {"text": f"m{i}"}, now)
+                )
+            )
+            for i in range(count)
+        )
+    )
+
+
+async def test_the_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    store = SqlStore(f"sqlite+aiosqlite:///{path}", checkpoint_interval=0.05)
+    await store.open()
+    try:
+        await _post_messages(store, 300)
+        assert Path(f"{path}-wal").stat().st_size > 256 * 1024
+        # Committed pages live in the WAL until a checkpoint copies them into the
+        # database file; the writer alone would not before 50,000 pages (~200 MiB).
+        async with asyncio.timeout(10):
+            while path.stat().st_size < 256 * 1024:
+                await asyncio.sleep(0.05)
     finally:
         await store.close()

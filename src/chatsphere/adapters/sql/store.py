@@ -8,6 +8,7 @@ per-room counters are locked with ``SELECT … FOR UPDATE`` so several nodes can
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import tempfile
 from collections import defaultdict
@@ -72,6 +73,10 @@ def _sync_url(url: URL) -> URL:
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
+#: SQLite: the WAL size (4 KiB pages, ~200 MiB) past which the writer checkpoints within
+#: a commit after all, should the background checkpoint fall behind.
+_WRITER_AUTOCHECKPOINT_PAGES = 50_000
+
 _USER_ROOM_IDS = "SELECT room_id FROM memberships WHERE user_id = ? AND state = ?"
 
 
@@ -86,7 +91,12 @@ class SqlStore:
     """Durable store. Construct, then ``await open()``."""
 
     def __init__(
-        self, url: str, *, write_batch_max: int = 512, sqlite_synchronous: str = "FULL"
+        self,
+        url: str,
+        *,
+        write_batch_max: int = 512,
+        sqlite_synchronous: str = "FULL",
+        checkpoint_interval: float = 1.0,
     ) -> None:
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
@@ -110,6 +120,8 @@ class SqlStore:
             self._run_batch, write_batch_max
         )
         self._listener: CommitListener = lambda events: None
+        self._checkpointer: asyncio.Task[None] | None = None
+        self._checkpoint_interval = checkpoint_interval
 
     # -- lifecycle -------------------------------------------------------------
     async def open(self) -> None:
@@ -128,7 +140,12 @@ class SqlStore:
             )
             # The writer keeps the hot index and full-text pages cached: with SQLite's
             # default 2 MB it re-read them from the OS on most batches (pread per page).
-            self._configure_sqlite(self._sync_engine, "BEGIN IMMEDIATE", cache_kib=32_768)
+            self._configure_sqlite(
+                self._sync_engine,
+                "BEGIN IMMEDIATE",
+                cache_kib=32_768,
+                autocheckpoint=_WRITER_AUTOCHECKPOINT_PAGES,
+            )
             self._configure_sqlite(self._read_engine.sync_engine, "BEGIN")
             self._sync_reads = create_engine(
                 sync_url,
@@ -143,12 +160,40 @@ class SqlStore:
             self._read_engine = create_async_engine(self.url, pool_size=10, max_overflow=10)
         await self._in_writer(self._migrate)
         self._writer.start()
+        if self._read_executor is not None:
+            self._checkpointer = asyncio.get_running_loop().create_task(
+                self._checkpoint_periodically(), name="sqlite-checkpoint"
+            )
+
+    async def _checkpoint_periodically(self) -> None:
+        """Copy the WAL back into the database off the commit path, every interval.
+
+        Left to the writer, a checkpoint runs inside whichever commit pushes the WAL past
+        1,000 pages: that batch waits while hundreds of pages are copied and the database
+        file is synced, and every send queued behind it sees the spike. A PASSIVE
+        checkpoint from a reader connection runs beside the writer and blocks no one.
+        The writer still checkpoints itself past a much larger WAL, should this fall behind.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._checkpoint_interval)
+            try:
+                await loop.run_in_executor(self._read_executor, self._checkpoint)
+            except Exception:  # the next round tries again; the writer is the fallback
+                log.exception("WAL checkpoint failed")
+
+    def _checkpoint(self) -> None:
+        assert self._sync_reads is not None
+        with self._sync_reads.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _migrate(self) -> None:
         with self._sync_engine.begin() as conn:
             _alembic_upgrade(conn)
 
-    def _configure_sqlite(self, engine: Engine, begin: str, cache_kib: int = 2_000) -> None:
+    def _configure_sqlite(
+        self, engine: Engine, begin: str, cache_kib: int = 2_000, autocheckpoint: int = 1_000
+    ) -> None:
         synchronous = self._synchronous
 
         @event.listens_for(engine, "connect")
@@ -159,6 +204,7 @@ class SqlStore:
             cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
+            cursor.execute(f"PRAGMA wal_autocheckpoint={int(autocheckpoint)}")
             cursor.close()
 
         @event.listens_for(engine, "begin")
@@ -170,6 +216,11 @@ class SqlStore:
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+            self._checkpointer = None
         await self._writer.close()
         await self._in_writer(self._sync_engine.dispose)
         self._executor.shutdown(wait=True)
