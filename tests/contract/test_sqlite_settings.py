@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import text
 
 from chatsphere.adapters.sql.store import SqlStore
-from chatsphere.domain.messages import Message, MessageType
-from chatsphere.domain.rooms import (
-    DEFAULT_SETTINGS,
-    Member,
-    MembershipState,
-    Role,
-    Room,
-    RoomType,
-)
-from chatsphere.ids import new_id
-from chatsphere.ports.store import PostMessage
+from tests.contract.test_store_contract import Chat
 
 
 async def test_writer_and_readers_are_configured_as_the_store_needs(tmp_path: Path) -> None:
@@ -54,38 +43,14 @@ async def test_writer_and_readers_are_configured_as_the_store_needs(tmp_path: Pa
         await store.close()
 
 
-async def _post_messages(store: SqlStore, count: int) -> None:
-    now = datetime.now(UTC)
-    room = Room(
-        id=new_id(),
-        type=RoomType.PUBLIC_ROOM,
-        name="wal",
-        description=None,
-        created_by="u",
-        settings=DEFAULT_SETTINGS[RoomType.PUBLIC_ROOM],
-        metadata={},
-        created_at=now,
-    )
-    member = Member(room.id, "u", Role.OWNER, MembershipState.JOINED, now)
-    await store.create_room(room, [member], None)
-    await asyncio.gather(
-        *(
-            store.commit(
-                PostMessage(
-                    Message(new_id(), room.id, "u", MessageType.TEXT, {"text": f"m{i}"}, now)
-                )
-            )
-            for i in range(count)
-        )
-    )
-
-
 async def test_the_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None:
     path = tmp_path / "wal.db"
     store = SqlStore(f"sqlite+aiosqlite:///{path}", checkpoint_interval=0.05)
     await store.open()
     try:
-        await _post_messages(store, 300)
+        chat = Chat(store)
+        room = await chat.room()
+        await asyncio.gather(*(chat.post(room.id, "alice", f"m{i}") for i in range(300)))
         assert Path(f"{path}-wal").stat().st_size > 256 * 1024
         # Committed pages live in the WAL until a checkpoint copies them into the
         # database file; the writer alone would not before 50,000 pages (~200 MiB).
