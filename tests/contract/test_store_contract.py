@@ -407,6 +407,25 @@ async def test_concurrent_duplicates_store_one_and_fail_none_of_the_others(chat:
     assert await chat.seqs(room.id) == list(range(1, 11))
 
 
+async def test_a_row_breaking_a_unique_key_is_a_conflict_and_spares_its_batch(chat: Chat) -> None:
+    # The pre-check covers client ids; a key only the database guards (here the message
+    # id, reused) fails the whole batch, which is retried one by one: only the offender
+    # is refused, with a conflict rather than the driver's own exception.
+    room = await chat.room()
+    stored = await chat.post(room.id, "alice", "first")
+    again = replace(stored, seq=0)
+    await refused(ErrorCode.CONFLICT, PostMessage(again), chat.store)
+    neighbours = [chat.draft(room.id, "bob", f"n{i}") for i in range(5)]
+    results = await asyncio.gather(
+        *(chat.store.commit(PostMessage(d)) for d in [*neighbours[:2], again, *neighbours[2:]]),
+        return_exceptions=True,
+    )
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert len(failures) == 1
+    assert isinstance(failures[0], ChatError) and failures[0].code is ErrorCode.CONFLICT
+    assert await chat.seqs(room.id) == list(range(1, 8))
+
+
 # -- edits, deletes, reactions ---------------------------------------------------------
 
 

@@ -253,10 +253,13 @@ class SqlStore:
         return await self._writer.submit(command)
 
     def _apply_batch(self, commands: list[WriteCommand]) -> list[Outcome]:
+        # The hot statements run on the driver's cursor (bulk.py), so a unique-key
+        # violation arrives as the driver's own IntegrityError, not SQLAlchemy's.
+        integrity_errors = (IntegrityError, self._sync_engine.dialect.loaded_dbapi.IntegrityError)
         try:
             with self._sync_engine.begin() as conn:
                 return self._applier.apply(conn, commands)
-        except IntegrityError as exc:
+        except integrity_errors as exc:
             if len(commands) == 1:
                 # Unique keys guard idempotent sends and event numbering.
                 raise ChatError(ErrorCode.CONFLICT, "conflicts with a stored record") from exc
