@@ -79,6 +79,15 @@ STEPPING_QUICK = {
     "min-messages": "3",
 }
 STEPPING_FULL = {"step-seconds": "3", "warmup-seconds": "1", "refine": "3"}
+#: S3's load; S5 and S6 run the same load from a lower first rate.
+S3_LOAD = {
+    "rooms": "100",
+    "members": "10",
+    "senders-per-room": "5",
+    "rate-start": "50",
+    "rate-factor": "2",
+    "max-steps": "18",
+}
 
 SCENARIOS: dict[str, Scenario] = {
     s.key: s
@@ -114,14 +123,7 @@ SCENARIOS: dict[str, Scenario] = {
             key="S3",
             title="S3 many rooms: 100 rooms x 10 members, 500 senders, every send acked",
             mode="traffic",
-            common={
-                "rooms": "100",
-                "members": "10",
-                "senders-per-room": "5",
-                "rate-start": "50",
-                "rate-factor": "2",
-                "max-steps": "18",
-            },
+            common=S3_LOAD,
             quick=STEPPING_QUICK,
             full=STEPPING_FULL,
         ),
@@ -145,14 +147,7 @@ SCENARIOS: dict[str, Scenario] = {
             key="S5",
             title="S5 moderation on: the S3 load with MODERATION_ENABLED=true",
             mode="traffic",
-            common={
-                "rooms": "100",
-                "members": "10",
-                "senders-per-room": "5",
-                "rate-start": "25",
-                "rate-factor": "2",
-                "max-steps": "18",
-            },
+            common={**S3_LOAD, "rate-start": "25"},
             quick=STEPPING_QUICK,
             full=STEPPING_FULL,
             servers=("chatsphere",),
@@ -163,14 +158,7 @@ SCENARIOS: dict[str, Scenario] = {
             key="S6",
             title="S6 two nodes over Redis: the S3 load spread over both nodes",
             mode="traffic",
-            common={
-                "rooms": "100",
-                "members": "10",
-                "senders-per-room": "5",
-                "rate-start": "25",
-                "rate-factor": "2",
-                "max-steps": "18",
-            },
+            common={**S3_LOAD, "rate-start": "25"},
             quick=STEPPING_QUICK,
             full=STEPPING_FULL,
             servers=("chatsphere",),
