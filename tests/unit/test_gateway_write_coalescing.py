@@ -1,0 +1,151 @@
+"""gateway/ws_server.py: frames of one loop pass leave in one system call per connection."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from websockets.protocol import State
+
+from chatsphere.gateway.ws_server import WebsocketsTransport, WriteCoalescer, text_frame
+
+
+@dataclass
+class SocketTransport:
+    """Records what reaches the socket: one entry per system call."""
+
+    calls: list[list[bytes]] = field(default_factory=list)
+    closing: bool = False
+    kernel_buffer: int = 0
+
+    def write(self, data: bytes) -> None:
+        self.calls.append([data])
+
+    def writelines(self, chunks: list[bytes]) -> None:
+        self.calls.append(list(chunks))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return self.kernel_buffer
+
+    def abort(self) -> None:
+        self.closing = True
+
+
+@dataclass
+class Protocol:
+    state: State = State.OPEN
+
+
+@dataclass
+class FakeServerConnection:
+    transport: SocketTransport = field(default_factory=SocketTransport)
+    protocol: Protocol = field(default_factory=Protocol)
+    close_timeout: float = 1.0
+    closed_with: tuple[int, str] | None = None
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed_with = (code, reason)
+
+
+def make(coalescer: WriteCoalescer) -> tuple[WebsocketsTransport, FakeServerConnection]:
+    ws = FakeServerConnection()
+    any_ws: Any = ws
+    return WebsocketsTransport(any_ws, coalescer), ws
+
+
+async def passes(n: int) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_frames_of_one_pass_leave_in_one_write_in_order() -> None:
+    coalescer = WriteCoalescer()
+    transport, ws = make(coalescer)
+    transport.write_text(b'{"n":1}')
+    transport.write_text(b'{"n":2}')
+    assert ws.transport.calls == []  # held, not written yet
+    await passes(3)
+    assert ws.transport.calls == [[text_frame(b'{"n":1}'), text_frame(b'{"n":2}')]]
+
+
+async def test_a_frame_written_by_a_task_the_same_pass_woke_joins_the_write() -> None:
+    # The writer fans a commit out, then wakes the sender, whose ack is written in the
+    # next pass: the echo and the ack still leave together.
+    coalescer = WriteCoalescer()
+    transport, ws = make(coalescer)
+    woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def sender() -> None:
+        await woken
+        transport.write_text(b"ack")
+
+    task = asyncio.get_running_loop().create_task(sender())
+    await asyncio.sleep(0)  # the sender is now waiting for its commit
+    transport.write_text(b"echo")
+    woken.set_result(None)
+    await task
+    await passes(3)
+    assert ws.transport.calls == [[text_frame(b"echo"), text_frame(b"ack")]]
+
+
+async def test_each_connection_gets_its_own_write() -> None:
+    coalescer = WriteCoalescer()
+    first, ws1 = make(coalescer)
+    second, ws2 = make(coalescer)
+    first.write_text(b"a")
+    second.write_text(b"b")
+    first.write_text(b"c")
+    await passes(3)
+    assert ws1.transport.calls == [[text_frame(b"a"), text_frame(b"c")]]
+    assert ws2.transport.calls == [[text_frame(b"b")]]
+    # A later pass starts a new round.
+    second.write_text(b"d")
+    await passes(3)
+    assert ws2.transport.calls == [[text_frame(b"b")], [text_frame(b"d")]]
+
+
+async def test_held_frames_count_as_buffered_for_the_slow_consumer_check() -> None:
+    coalescer = WriteCoalescer()
+    transport, ws = make(coalescer)
+    ws.transport.kernel_buffer = 10
+    transport.write_text(b"x" * 100)
+    assert transport.buffered() == 10 + len(text_frame(b"x" * 100))
+    await passes(3)
+    assert transport.buffered() == 10
+
+
+async def test_close_writes_what_was_held_before_the_close_frame() -> None:
+    coalescer = WriteCoalescer()
+    transport, ws = make(coalescer)
+    transport.write_text(b"last words")
+    transport.close(4000, "slow consumer")
+    assert ws.transport.calls == [[text_frame(b"last words")]]
+    assert not transport.is_open()
+    await passes(3)
+    assert ws.closed_with == (4000, "slow consumer")
+    assert ws.transport.calls == [[text_frame(b"last words")]]  # nothing after the close
+
+
+@pytest.mark.parametrize("state", [State.CLOSING, State.CLOSED])
+async def test_nothing_is_written_once_the_library_began_closing(state: State) -> None:
+    coalescer = WriteCoalescer()
+    transport, ws = make(coalescer)
+    transport.write_text(b"too late")
+    ws.protocol.state = state  # say, the client's close frame arrived meanwhile
+    await passes(3)
+    assert ws.transport.calls == []
+    assert transport.buffered() == 0
+
+
+async def test_nothing_is_written_to_a_socket_going_away() -> None:
+    coalescer = WriteCoalescer()
+    transport, ws = make(coalescer)
+    transport.write_text(b"too late")
+    ws.transport.closing = True  # aborted, connection_lost not yet called
+    await passes(3)
+    assert ws.transport.calls == []
