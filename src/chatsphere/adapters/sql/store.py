@@ -42,7 +42,7 @@ from ...domain.events import EventType, RoomEvent
 from ...domain.messages import Message, MessageEdit, MessageStatus, Reaction
 from ...domain.rooms import Member, MembershipState, Room, RoomSummary
 from ...errors import ChatError, ErrorCode
-from ...ports.store import CommitListener, StoredEvent, WriteCommand
+from ...ports.store import CommitListener, PostMessage, StoredEvent, WriteCommand
 from ...protocol.codec import room_event_frame
 from ...protocol.views import member_view, room_view
 from . import schema as t
@@ -58,6 +58,7 @@ from .codec import (
     settings_to_json,
     to_ms,
 )
+from .search_index import CATCH_UP_LIMIT, SearchIndexer
 from .writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,8 @@ class SqlStore:
         self._sync_reads: Engine | None = None
         self._read_executor: ThreadPoolExecutor | None = None
         self._applier = BatchApplier(self.dialect)
+        # SQLite's full-text index is fed in bulk behind the commit path (search_index.py).
+        self._search_index = SearchIndexer() if self.dialect == "sqlite" else None
         self._writer: GroupCommitWriter[WriteCommand, RoomEvent | None] = GroupCommitWriter(
             self._run_batch, write_batch_max
         )
@@ -159,14 +162,19 @@ class SqlStore:
             self._sync_engine = create_engine(sync_url, pool_size=2, max_overflow=2)
             self._read_engine = create_async_engine(self.url, pool_size=10, max_overflow=10)
         await self._in_writer(self._migrate)
+        if self._search_index is not None:
+            await self._in_writer(self._measure_search_lag)
         self._writer.start()
         if self._read_executor is not None:
             self._checkpointer = asyncio.get_running_loop().create_task(
-                self._checkpoint_periodically(), name="sqlite-checkpoint"
+                self._maintain_periodically(), name="sqlite-maintenance"
             )
 
-    async def _checkpoint_periodically(self) -> None:
-        """Copy the WAL back into the database off the commit path, every interval.
+    async def _maintain_periodically(self) -> None:
+        """SQLite upkeep off the commit path, every interval: search index, then WAL.
+
+        Messages that arrive too slowly to fill a catch-up inside a group commit are
+        indexed here, in a transaction of their own.
 
         Left to the writer, a checkpoint runs inside whichever commit pushes the WAL past
         1,000 pages: that batch waits while hundreds of pages are copied and the database
@@ -177,10 +185,27 @@ class SqlStore:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._checkpoint_interval)
+            if self._search_index is not None and self._search_index.pending:
+                try:
+                    await self._in_writer(self._index_pending)
+                except Exception:  # the next round, a group commit or a search retries
+                    log.exception("full-text indexing failed")
             try:
                 await loop.run_in_executor(self._read_executor, self._checkpoint)
             except Exception:  # the next round tries again; the writer is the fallback
                 log.exception("WAL checkpoint failed")
+
+    def _measure_search_lag(self) -> None:
+        assert self._search_index is not None
+        with self._sync_engine.connect() as conn:
+            self._search_index.measure(conn)
+
+    def _index_pending(self) -> None:
+        """Index every message past the watermark, in a transaction of its own."""
+        assert self._search_index is not None
+        with self._sync_engine.begin() as conn:
+            indexed = self._search_index.catch_up(conn)
+        self._search_index.indexed(indexed)
 
     def _checkpoint(self) -> None:
         assert self._sync_reads is not None
@@ -222,6 +247,13 @@ class SqlStore:
                 await self._checkpointer
             self._checkpointer = None
         await self._writer.close()
+        if self._search_index is not None and self._search_index.pending:
+            # Not needed for correctness (the next start catches up), but it leaves the
+            # file fully indexed for whoever opens it next.
+            try:
+                await self._in_writer(self._index_pending)
+            except Exception:
+                log.exception("full-text indexing failed at close")
         await self._in_writer(self._sync_engine.dispose)
         self._executor.shutdown(wait=True)
         await self._read_engine.dispose()
@@ -256,14 +288,25 @@ class SqlStore:
         # The hot statements run on the driver's cursor (bulk.py), so a unique-key
         # violation arrives as the driver's own IntegrityError, not SQLAlchemy's.
         integrity_errors = (IntegrityError, self._sync_engine.dialect.loaded_dbapi.IntegrityError)
+        search_index = self._search_index
         try:
             with self._sync_engine.begin() as conn:
-                return self._applier.apply(conn, commands)
+                outcomes = self._applier.apply(conn, commands)
+                indexed = (
+                    search_index.catch_up(conn, CATCH_UP_LIMIT)
+                    if search_index is not None and search_index.due
+                    else 0
+                )
         except integrity_errors as exc:
             if len(commands) == 1:
                 # Unique keys guard idempotent sends and event numbering.
                 raise ChatError(ErrorCode.CONFLICT, "conflicts with a stored record") from exc
             raise
+        if search_index is not None:
+            search_index.posted(sum(isinstance(c, PostMessage) for c in commands))
+            if indexed:
+                search_index.indexed(indexed)
+        return outcomes
 
     async def _run_batch(self, commands: list[WriteCommand]) -> list[Outcome]:
         outcomes = await self._in_writer(lambda: self._apply_batch(commands))
@@ -544,6 +587,9 @@ class SqlStore:
         terms = search_words(query)  # as search_text was folded; no operator survives
         if not terms:
             return []
+        if self._search_index is not None:
+            # Messages committed before this search may still wait for the index.
+            await self._in_writer(self._index_pending)
         if self.dialect == "sqlite":
             match = " ".join(f'"{w}"' for w in terms)
             hits: Any = (
