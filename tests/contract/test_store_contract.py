@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
+from chatsphere.adapters.sql.bulk import BulkStatements
 from chatsphere.adapters.sql.store import SqlStore
 from chatsphere.domain.events import EventType, RoomEvent
 from chatsphere.domain.messages import Message, MessageStatus, MessageType, Reaction, mentions_in
@@ -391,6 +392,29 @@ async def test_the_same_client_message_id_from_another_sender_or_room_is_fine(
     found = await chat.store.find_by_client_id(room.id, "bob", "c-1")
     assert found is not None and found.id == bob.id
     assert await chat.store.find_by_client_id(room.id, "carol", "c-1") is None
+
+
+async def test_the_batch_finds_stored_client_ids_by_seeking_the_unique_key(chat: Chat) -> None:
+    # Run once per group commit: a scan here grows with every message ever stored.
+    statements = BulkStatements(chat.store.dialect)
+    sql, params = statements._stored_keys([("r1", "alice", "c-1"), ("r2", "bob", "c-2")])
+    raw = chat.store._sync_engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        if chat.store.dialect == "sqlite":
+            cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
+            plan = " ".join(str(row[-1]) for row in cursor.fetchall())
+            assert "SEARCH m USING COVERING INDEX sqlite_autoindex_messages_2" in plan, plan
+        else:
+            # An empty table has no statistics: judge whether the shape allows a seek.
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("EXPLAIN " + sql, params)
+            plan = " ".join(row[0] for row in cursor.fetchall())
+            assert "Index Cond: ((room_id)::text = (k.r)::text" in plan, plan
+        cursor.close()
+    finally:
+        raw.rollback()
+        raw.close()
 
 
 async def test_concurrent_duplicates_store_one_and_fail_none_of_the_others(chat: Chat) -> None:

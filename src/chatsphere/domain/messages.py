@@ -71,6 +71,8 @@ MAX_POLL_OPTIONS = 20
 
 def parse_mentions(text: str) -> tuple[str, ...]:
     """User ids mentioned as ``@user`` in ``text``, in order of first appearance."""
+    if "@" not in text:  # most messages: skip the regular expression
+        return ()
     seen: dict[str, None] = {}
     for match in _MENTION.finditer(text):
         seen.setdefault(match.group(1).rstrip(".-"), None)

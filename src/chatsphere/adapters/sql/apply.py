@@ -135,7 +135,7 @@ class BatchApplier:
         self, conn: Connection, raw: Any, cursor: Cursor, commands: list[WriteCommand]
     ) -> list[Outcome]:
         wanted = {
-            c.message.client_message_id
+            _client_key(c)
             for c in commands
             if isinstance(c, PostMessage) and c.message.client_message_id
         }

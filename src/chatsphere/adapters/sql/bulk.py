@@ -72,30 +72,48 @@ class BulkStatements:
         statement. A no-op on SQLite, which is in-process."""
         return connection.pipeline() if self._postgres else nullcontext()
 
+    def _stored_keys(self, keys: Sequence[tuple[str, str, str]]) -> tuple[str, Sequence[Any]]:
+        """The lookup of stored (room, sender, client id) triples, by their unique key.
+
+        A join from the list of triples, so each is one seek in uq_messages_client_id
+        (``(a, b, c) IN (VALUES …)`` made SQLite scan the whole index instead).
+        """
+        head = "SELECT m.room_id, m.sender_id, m.client_message_id FROM "
+        if self._postgres:
+            rooms, senders, client_ids = (list(column) for column in zip(*keys, strict=True))
+            keys_sql = "unnest(%s::varchar[], %s::varchar[], %s::varchar[]) AS k(r, s, c)"
+            on = "m.room_id = k.r AND m.sender_id = k.s AND m.client_message_id = k.c"
+            return f"{head}{keys_sql} JOIN messages AS m ON {on}", [rooms, senders, client_ids]
+        values = ", ".join(["(?, ?, ?)"] * len(keys))
+        on = "m.room_id = k.column1 AND m.sender_id = k.column2 AND m.client_message_id = k.column3"
+        params = [v for key in keys for v in key]
+        return f"{head}(VALUES {values}) AS k JOIN messages AS m ON {on}", params
+
     def batch_state(
-        self, connection: Any, room_ids: Sequence[str], client_ids: Sequence[str], lock: bool
+        self,
+        connection: Any,
+        room_ids: Sequence[str],
+        client_keys: Sequence[tuple[str, str, str]],
+        lock: bool,
     ) -> tuple[list[tuple[str, int, int, str]], set[tuple[str, str, str]]]:
-        """The rooms' counters and the batch's already stored client ids, in one trip.
+        """The rooms' counters and which of the batch's client ids are stored, in one trip.
 
         Rooms come as (id, last_seq, member_count, settings JSON) in id order; with
         ``lock`` they are locked (``FOR UPDATE``) in that order, so two nodes committing
-        to overlapping rooms queue up instead of deadlocking. Client ids come as
-        (room, sender, client id) of stored messages using any of ``client_ids``.
+        to overlapping rooms queue up instead of deadlocking. ``client_keys`` are
+        (room, sender, client id) triples; those already stored come back, found
+        through the unique key that guards them (no index of its own).
         """
         rooms, stored = connection.cursor(), connection.cursor()
         try:
             where, params = self._any_of("id", room_ids)
             sql = f"SELECT id, last_seq, member_count, settings FROM rooms WHERE {where}"
             rooms.execute(sql + " ORDER BY id" + (" FOR UPDATE" if lock else ""), params)
-            if client_ids:
-                where, params = self._any_of("client_message_id", client_ids)
-                stored.execute(
-                    f"SELECT room_id, sender_id, client_message_id FROM messages WHERE {where}",
-                    params,
-                )
+            if client_keys:
+                stored.execute(*self._stored_keys(client_keys))
             # Both queries are sent before either is read: one round trip in a pipeline.
             counters = [tuple(row) for row in rooms.fetchall()]
-            taken = {(r, s, c) for r, s, c in stored.fetchall()} if client_ids else set()
+            taken = {(r, s, c) for r, s, c in stored.fetchall()} if client_keys else set()
         finally:
             rooms.close()
             stored.close()

@@ -75,7 +75,6 @@ messages = Table(
     UniqueConstraint("room_id", "sender_id", "client_message_id", name="uq_messages_client_id"),
 )
 Index("ix_messages_reply_to", messages.c.reply_to)
-Index("ix_messages_client_id", messages.c.client_message_id)
 
 message_edits = Table(
     "message_edits",
