@@ -29,6 +29,8 @@ class ReadCountingStore:
 
     def __init__(self) -> None:
         self.room_ids: dict[str, list[str]] = {}
+        self.rooms: dict[str, Room] = {}
+        self.members: dict[tuple[str, str], Member] = {}
         self.reads: Counter[str] = Counter()
         self.hold: asyncio.Event | None = None  # while set up, reads wait for it
         self.reading = asyncio.Event()
@@ -46,11 +48,11 @@ class ReadCountingStore:
 
     async def get_room(self, room_id: str) -> Room | None:
         await self._read(f"room:{room_id}")
-        return None
+        return self.rooms.get(room_id)
 
     async def get_member(self, room_id: str, user_id: str) -> Member | None:
         await self._read(f"member:{room_id}:{user_id}")
-        return None
+        return self.members.get((room_id, user_id))
 
 
 @pytest.fixture
@@ -189,24 +191,9 @@ async def test_no_bookkeeping_is_left_behind(access: Access, store: ReadCounting
 # -- joined: the check every send makes ------------------------------------------------
 
 
-class RoomStore(ReadCountingStore):
-    """Also answers with real rooms and memberships."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rooms: dict[str, Room] = {}
-        self.members: dict[tuple[str, str], Member] = {}
-
-    async def get_room(self, room_id: str) -> Room | None:
-        await self._read(f"room:{room_id}")
-        return self.rooms.get(room_id)
-
-    async def get_member(self, room_id: str, user_id: str) -> Member | None:
-        await self._read(f"member:{room_id}:{user_id}")
-        return self.members.get((room_id, user_id))
-
-
-def room_with(store: RoomStore, room_id: str, *, private: bool, members: tuple[str, ...]) -> None:
+def room_with(
+    store: ReadCountingStore, room_id: str, *, private: bool, members: tuple[str, ...]
+) -> None:
     kind = RoomType.GROUP_CHAT if private else RoomType.PUBLIC_ROOM
     at = datetime(2024, 1, 1, tzinfo=UTC)
     store.rooms[room_id] = Room(
@@ -225,55 +212,47 @@ def room_with(store: RoomStore, room_id: str, *, private: bool, members: tuple[s
         )
 
 
-@pytest.fixture
-def rooms() -> RoomStore:
-    return RoomStore()
-
-
-@pytest.fixture
-def room_access(rooms: RoomStore, clock: FakeClock) -> Access:
-    return Access(cast(Store, rooms), clock, ttl=60.0)
-
-
 async def test_joined_reads_the_room_and_membership_once_within_the_ttl(
-    room_access: Access, rooms: RoomStore, clock: FakeClock
+    access: Access, store: ReadCountingStore, clock: FakeClock
 ) -> None:
-    room_with(rooms, "r1", private=False, members=("alice",))
+    room_with(store, "r1", private=False, members=("alice",))
     for _ in range(3):
-        room, member = await room_access.joined("alice", "r1")
+        room, member = await access.joined("alice", "r1")
         assert (room.id, member.user_id) == ("r1", "alice")
-    assert rooms.reads == Counter({"room:r1": 1, "member:r1:alice": 1})
+    assert store.reads == Counter({"room:r1": 1, "member:r1:alice": 1})
     clock.advance(61)
-    await room_access.joined("alice", "r1")
-    assert rooms.reads == Counter({"room:r1": 2, "member:r1:alice": 2})
+    await access.joined("alice", "r1")
+    assert store.reads == Counter({"room:r1": 2, "member:r1:alice": 2})
 
 
 async def test_joined_refuses_from_the_cache_as_the_store_would(
-    room_access: Access, rooms: RoomStore
+    access: Access, store: ReadCountingStore
 ) -> None:
-    room_with(rooms, "open", private=False, members=("alice",))
-    room_with(rooms, "secret", private=True, members=("alice",))
+    room_with(store, "open", private=False, members=("alice",))
+    room_with(store, "secret", private=True, members=("alice",))
     for _ in range(2):  # the first answer comes from the store, the second from the cache
         with pytest.raises(ChatError) as outsider:
-            await room_access.joined("mallory", "open")
+            await access.joined("mallory", "open")
         assert outsider.value.code is ErrorCode.NOT_A_MEMBER
         with pytest.raises(ChatError) as hidden:
-            await room_access.joined("mallory", "secret")
+            await access.joined("mallory", "secret")
         assert hidden.value.code is ErrorCode.ROOM_NOT_FOUND
         with pytest.raises(ChatError) as missing:
-            await room_access.joined("alice", "nowhere")
+            await access.joined("alice", "nowhere")
         assert missing.value.code is ErrorCode.ROOM_NOT_FOUND
-    assert rooms.reads["member:secret:mallory"] == 1
+    assert store.reads["member:secret:mallory"] == 1
 
 
-async def test_a_member_who_left_is_refused_at_once(room_access: Access, rooms: RoomStore) -> None:
-    room_with(rooms, "r1", private=False, members=("alice", "bob"))
-    await room_access.joined("alice", "r1")
-    await room_access.joined("bob", "r1")
-    del rooms.members[("r1", "bob")]
-    room_access.observe(RoomEvent("r1", 5, EventType.USER_LEFT, {"userId": "bob"}, b""))
+async def test_a_member_who_left_is_refused_at_once(
+    access: Access, store: ReadCountingStore
+) -> None:
+    room_with(store, "r1", private=False, members=("alice", "bob"))
+    await access.joined("alice", "r1")
+    await access.joined("bob", "r1")
+    del store.members[("r1", "bob")]
+    access.observe(RoomEvent("r1", 5, EventType.USER_LEFT, {"userId": "bob"}, b""))
     with pytest.raises(ChatError) as refused:
-        await room_access.joined("bob", "r1")
+        await access.joined("bob", "r1")
     assert refused.value.code is ErrorCode.NOT_A_MEMBER
-    await room_access.joined("alice", "r1")  # others keep their cached membership
-    assert rooms.reads["member:r1:alice"] == 1
+    await access.joined("alice", "r1")  # others keep their cached membership
+    assert store.reads["member:r1:alice"] == 1
