@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from websockets.protocol import State
 
-from chatsphere.gateway.ws_server import WebsocketsTransport, WriteCoalescer, text_frame
+from chatsphere.gateway import ws_server
+from chatsphere.gateway.ws_server import PicowsTransport, WriteCoalescer, text_frame
 
 
 @dataclass
@@ -37,25 +37,27 @@ class SocketTransport:
 
 
 @dataclass
-class Protocol:
-    state: State = State.OPEN
+class FakeWSTransport:
+    """The part of picows' ``WSTransport`` the gateway's transport uses."""
 
+    underlying_transport: SocketTransport = field(default_factory=SocketTransport)
+    is_close_frame_sent: bool = False
+    is_disconnected: bool = False
+    closed_with: tuple[int, bytes] | None = None
+    disconnects: list[bool] = field(default_factory=list)
 
-@dataclass
-class FakeServerConnection:
-    transport: SocketTransport = field(default_factory=SocketTransport)
-    protocol: Protocol = field(default_factory=Protocol)
-    close_timeout: float = 1.0
-    closed_with: tuple[int, str] | None = None
-
-    async def close(self, code: int, reason: str) -> None:
+    def send_close(self, code: int, reason: bytes) -> None:
         self.closed_with = (code, reason)
+        self.is_close_frame_sent = True
+
+    def disconnect(self, graceful: bool = True) -> None:
+        self.disconnects.append(graceful)
 
 
-def make(coalescer: WriteCoalescer) -> tuple[WebsocketsTransport, FakeServerConnection]:
-    ws = FakeServerConnection()
+def make(coalescer: WriteCoalescer) -> tuple[PicowsTransport, FakeWSTransport]:
+    ws = FakeWSTransport()
     any_ws: Any = ws
-    return WebsocketsTransport(any_ws, coalescer), ws
+    return PicowsTransport(any_ws, coalescer), ws
 
 
 async def passes(n: int) -> None:
@@ -68,9 +70,9 @@ async def test_frames_of_one_pass_leave_in_one_write_in_order() -> None:
     transport, ws = make(coalescer)
     transport.write_text(b'{"n":1}')
     transport.write_text(b'{"n":2}')
-    assert ws.transport.calls == []  # held, not written yet
+    assert ws.underlying_transport.calls == []  # held, not written yet
     await passes(3)
-    assert ws.transport.calls == [[text_frame(b'{"n":1}'), text_frame(b'{"n":2}')]]
+    assert ws.underlying_transport.calls == [[text_frame(b'{"n":1}'), text_frame(b'{"n":2}')]]
 
 
 async def test_a_frame_written_by_a_task_the_same_pass_woke_joins_the_write() -> None:
@@ -90,7 +92,7 @@ async def test_a_frame_written_by_a_task_the_same_pass_woke_joins_the_write() ->
     woken.set_result(None)
     await task
     await passes(3)
-    assert ws.transport.calls == [[text_frame(b"echo"), text_frame(b"ack")]]
+    assert ws.underlying_transport.calls == [[text_frame(b"echo"), text_frame(b"ack")]]
 
 
 async def test_each_connection_gets_its_own_write() -> None:
@@ -101,18 +103,18 @@ async def test_each_connection_gets_its_own_write() -> None:
     second.write_text(b"b")
     first.write_text(b"c")
     await passes(3)
-    assert ws1.transport.calls == [[text_frame(b"a"), text_frame(b"c")]]
-    assert ws2.transport.calls == [[text_frame(b"b")]]
+    assert ws1.underlying_transport.calls == [[text_frame(b"a"), text_frame(b"c")]]
+    assert ws2.underlying_transport.calls == [[text_frame(b"b")]]
     # A later pass starts a new round.
     second.write_text(b"d")
     await passes(3)
-    assert ws2.transport.calls == [[text_frame(b"b")], [text_frame(b"d")]]
+    assert ws2.underlying_transport.calls == [[text_frame(b"b")], [text_frame(b"d")]]
 
 
 async def test_held_frames_count_as_buffered_for_the_slow_consumer_check() -> None:
     coalescer = WriteCoalescer()
     transport, ws = make(coalescer)
-    ws.transport.kernel_buffer = 10
+    ws.underlying_transport.kernel_buffer = 10
     transport.write_text(b"x" * 100)
     assert transport.buffered() == 10 + len(text_frame(b"x" * 100))
     await passes(3)
@@ -124,21 +126,42 @@ async def test_close_writes_what_was_held_before_the_close_frame() -> None:
     transport, ws = make(coalescer)
     transport.write_text(b"last words")
     transport.close(4000, "slow consumer")
-    assert ws.transport.calls == [[text_frame(b"last words")]]
+    assert ws.underlying_transport.calls == [[text_frame(b"last words")]]
+    assert ws.closed_with == (4000, b"slow consumer")
     assert not transport.is_open()
+    transport.write_text(b"after the close")
     await passes(3)
-    assert ws.closed_with == (4000, "slow consumer")
-    assert ws.transport.calls == [[text_frame(b"last words")]]  # nothing after the close
+    assert ws.underlying_transport.calls == [[text_frame(b"last words")]]  # nothing after the close
 
 
-@pytest.mark.parametrize("state", [State.CLOSING, State.CLOSED])
-async def test_nothing_is_written_once_the_library_began_closing(state: State) -> None:
+async def test_an_unanswered_close_drops_the_socket_after_the_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ws_server, "CLOSE_TIMEOUT", 0.01)
+    transport, ws = make(WriteCoalescer())
+    transport.close(4000, "slow consumer")
+    transport.close(4000, "slow consumer")  # one close frame, one timer
+    await asyncio.sleep(0.05)
+    assert ws.disconnects == [False]  # aborted: a slow consumer would never drain
+
+
+async def test_an_answered_close_cancels_the_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ws_server, "CLOSE_TIMEOUT", 0.01)
+    transport, ws = make(WriteCoalescer())
+    transport.close(1001, "going away")
+    transport.closing_handshake_done()
+    transport.disconnected()
+    await asyncio.sleep(0.05)
+    assert ws.disconnects == [True]  # the graceful close only
+
+
+async def test_nothing_is_written_once_the_library_sent_a_close_frame() -> None:
     coalescer = WriteCoalescer()
     transport, ws = make(coalescer)
     transport.write_text(b"too late")
-    ws.protocol.state = state  # say, the client's close frame arrived meanwhile
+    ws.is_close_frame_sent = True  # say, picows answered a protocol error meanwhile
     await passes(3)
-    assert ws.transport.calls == []
+    assert ws.underlying_transport.calls == []
     assert transport.buffered() == 0
 
 
@@ -146,6 +169,6 @@ async def test_nothing_is_written_to_a_socket_going_away() -> None:
     coalescer = WriteCoalescer()
     transport, ws = make(coalescer)
     transport.write_text(b"too late")
-    ws.transport.closing = True  # aborted, connection_lost not yet called
+    ws.underlying_transport.closing = True  # aborted, connection_lost not yet called
     await passes(3)
-    assert ws.transport.calls == []
+    assert ws.underlying_transport.calls == []

@@ -58,6 +58,7 @@ def test_wire_values_are_stable() -> None:
         "GOING_AWAY": 1001,
         "PROTOCOL_ERROR": 1002,
         "UNSUPPORTED_DATA": 1003,
+        "INVALID_PAYLOAD": 1007,
         "MESSAGE_TOO_BIG": 1009,
         "INTERNAL_ERROR": 1011,
         "TRY_AGAIN_LATER": 1013,

@@ -1,22 +1,27 @@
-"""The WebSocket listener on WS_PORT, on the ``websockets`` library.
+"""The WebSocket listener on WS_PORT, on picows.
 
-Chosen over the ASGI WebSocket path by measurement (see bench/RESULTS.md): frames are
-written straight into the library's protocol object, the same bytes to every
-recipient. The listener also answers ``GET /health``; everything else HTTP lives on
-HTTP_PORT.
+Chosen over the ASGI WebSocket path and over the ``websockets`` library by measurement
+(bench/PERFORMANCE.md): picows parses frames in Cython and calls back once per frame,
+where websockets ran a Python generator, an assembler and a coroutine wake-up per
+frame (~19 % of the event loop's samples in S3). Outgoing data frames are built once
+(:func:`text_frame`) and the same bytes are written to every recipient's socket.
 
-Heartbeat pings (heartbeat.py) are written without waiting and without a coroutine per
-ping: :class:`WebsocketsPinger` calls the sans-I/O protocol's ``send_ping`` and writes
-``data_to_send()`` to the socket, and :class:`HeartbeatServerConnection` (passed as
-``serve(create_connection=…)``, a public parameter) overrides ``process_event`` to
-notice the matching pong. Overriding ``process_event`` is the one reliance on the
-library's internals, checked at import. Rejected: entries in websockets' table of
-pending pings with a future and a callback each (a private table, ``pong_waiters`` in
-websockets 15 and ``pending_pings`` in the installed 17: renamed once already);
-taking any frame from the client as proof of life (no cheaper, since every frame is
-parsed anyway, and weaker: a client that sends but no longer reads would pass); and
-writing the six ping bytes directly (about 2 µs less per ping than going through the
-protocol, but past its state checks).
+The listener also answers ``GET /health`` on the WebSocket port; everything else HTTP
+lives on HTTP_PORT.
+
+What picows leaves to us, and where it is done:
+
+* the handshake's routing, connection cap and authentication: :meth:`WebSocketListener.route`
+  answers 404/503/401 with a JSON problem body before any upgrade;
+* fragmented messages and the whole-message size cap (1009): :class:`ClientListener`
+  (picows itself caps each frame at WS_MAX_PAYLOAD, with 1009 too);
+* UTF-8 validation of text messages (1007), binary frames (refused by the dispatcher);
+* the closing handshake: a close frame from the client is answered with its code and the
+  socket closed; our own close waits at most ``close_timeout`` for the client's answer;
+* flow control of incoming frames: reading pauses while a connection has
+  ``MAX_QUEUED_FRAMES`` frames waiting for its session, as websockets' ``max_queue`` did;
+* heartbeat pings (heartbeat.py) through :class:`PicowsPinger`; picows answers the
+  client's pings itself.
 """
 
 from __future__ import annotations
@@ -24,18 +29,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
-from websockets.frames import Frame, Opcode
-from websockets.http11 import Request, Response
-from websockets.protocol import Event, State
+from picows import (
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+    ws_create_server,
+)
 
 from ..auth import Principal, TokenAuthority
 from ..errors import ChatError
@@ -48,6 +58,15 @@ from .session import Sessions
 
 log = logging.getLogger(__name__)
 
+#: Seconds our close frame waits for the client's before the socket is aborted.
+CLOSE_TIMEOUT = 5.0
+#: Frames a connection may have waiting for its session before reading pauses.
+MAX_QUEUED_FRAMES = 64
+#: Reading resumes once the session has taken the queue down to this.
+RESUME_QUEUED_FRAMES = 16
+#: The read buffer picows allocates per connection; it doubles when a frame needs more.
+#: Chat frames are small, and 16 KiB (picows' default) per idle connection is RSS.
+READ_BUFFER_BYTES = 2048
 
 _last_payload: bytes | None = None
 _last_wire: bytes = b""
@@ -74,6 +93,15 @@ def text_frame(payload: bytes) -> bytes:
     return _last_wire
 
 
+def send_close(ws: WSTransport, code: int, reason: str) -> None:
+    """Send a close frame with any valid code, our 4000-4999 ones included.
+
+    picows types the code as its ``WSCloseCode``, an IntEnum that takes any number at
+    run time; its stub lists only the standard members.
+    """
+    ws.send_close(code, reason.encode())  # type: ignore[arg-type]
+
+
 class WriteCoalescer:
     """Writes each connection's frames of one pass of the event loop in one system call.
 
@@ -88,11 +116,11 @@ class WriteCoalescer:
     __slots__ = ("_dirty", "_loop", "_scheduled")
 
     def __init__(self) -> None:
-        self._dirty: list[WebsocketsTransport] = []
+        self._dirty: list[PicowsTransport] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduled = False
 
-    def hold(self, transport: WebsocketsTransport) -> None:
+    def hold(self, transport: PicowsTransport) -> None:
         """Flush ``transport`` with the others at the end of this round."""
         self._dirty.append(transport)
         if not self._scheduled:
@@ -114,14 +142,12 @@ class WriteCoalescer:
             transport.flush()
 
 
-class WebsocketsTransport:
-    """:class:`~chatsphere.gateway.connection.Transport` over a websockets connection.
+class PicowsTransport:
+    """:class:`~chatsphere.gateway.connection.Transport` over a picows connection.
 
     Data frames are framed by :func:`text_frame`, held until the :class:`WriteCoalescer`
-    flushes them, and written to the socket transport directly; the library's protocol
-    object keeps handling the handshake, control frames (ping, pong, close) and the
-    closing state, which :meth:`is_open` checks before every write so nothing is written
-    after a close frame.
+    flushes them, and written to the socket in one call. Nothing is written once a close
+    frame was sent (by us, or by picows after a protocol error) or the socket is going.
     """
 
     __slots__ = (
@@ -129,19 +155,22 @@ class WebsocketsTransport:
         "_coalescer",
         "_held",
         "_held_bytes",
-        "_protocol",
-        "_transport",
+        "_raw",
+        "_timer",
+        "awaiting_pong",
         "ws",
     )
 
-    def __init__(self, ws: ServerConnection, coalescer: WriteCoalescer) -> None:
+    def __init__(self, ws: WSTransport, coalescer: WriteCoalescer) -> None:
         self.ws = ws
-        self._protocol = ws.protocol
-        self._transport = ws.transport
+        self._raw = ws.underlying_transport
         self._coalescer = coalescer
         self._closing = False
         self._held: list[bytes] = []
         self._held_bytes = 0
+        self._timer: asyncio.TimerHandle | None = None
+        #: Payload of the heartbeat ping not answered yet; None once its pong came.
+        self.awaiting_pong: bytes | None = None
 
     def write_text(self, data: bytes) -> None:
         frame = text_frame(data)
@@ -162,79 +191,208 @@ class WebsocketsTransport:
             return
         self._held = []
         self._held_bytes = 0
-        if self._closing or self._protocol.state is not State.OPEN:
-            return
-        if self._transport.is_closing():
+        if self._closing or self.ws.is_close_frame_sent or self._raw.is_closing():
             return
         if len(held) == 1:
-            self._transport.write(held[0])
+            self._raw.write(held[0])
         else:
-            self._transport.writelines(held)
+            self._raw.writelines(held)
 
     def buffered(self) -> int:
-        return int(self._transport.get_write_buffer_size()) + self._held_bytes
+        return int(self._raw.get_write_buffer_size()) + self._held_bytes
 
     def is_open(self) -> bool:
         # Closed from the moment we decide to close: nothing more is written, and a
         # fan-out that meets a slow consumer starts one close, not one per event.
-        return not self._closing and self._protocol.state is State.OPEN
+        ws = self.ws
+        return not (self._closing or ws.is_close_frame_sent or ws.is_disconnected)
 
     def close(self, code: int, reason: str) -> None:
+        """Send a close frame (after what is held) and drop the socket if unanswered.
+
+        Bounded: a peer that stopped reading (a slow consumer is closed exactly when its
+        buffer is full) would otherwise hold the socket, its buffers and its slot forever.
+        """
         if self._closing:
             return
-        self.flush()  # what was written before the close goes before the close frame
+        self.flush()
         self._closing = True
-        asyncio.get_running_loop().create_task(self._close(code, reason))
+        ws = self.ws
+        if ws.is_disconnected:
+            return
+        if not ws.is_close_frame_sent:
+            send_close(ws, code, reason)
+        self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, ws.disconnect, False)
 
-    async def _close(self, code: int, reason: str) -> None:
-        # Bounded: websockets' close() first drains the write buffer, and a peer that
-        # stopped reading (a slow consumer is closed exactly when its buffer is full)
-        # would hold the socket, its buffers and its connection slot forever.
-        try:
-            async with asyncio.timeout(self.ws.close_timeout):
-                await self.ws.close(code, reason)
-        except TimeoutError:
-            self._transport.abort()
+    def closing_handshake_done(self) -> None:
+        """The client answered our close, or closed first and we answered: drop the socket."""
+        self._closing = True
+        self.ws.disconnect()
+
+    def disconnected(self) -> None:
+        """The socket is gone: stop the close timer and forget held frames."""
+        self._closing = True
+        self._held = []
+        self._held_bytes = 0
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
-class HeartbeatServerConnection(ServerConnection):
-    """A websockets ``ServerConnection`` that notices the pong to our heartbeat ping.
+class IncomingFrames:
+    """The messages of one connection, from picows' callbacks to its session, in order.
 
-    :class:`WebsocketsPinger` writes the ping itself and leaves the payload in
-    :attr:`awaiting_pong`; the matching pong clears it. websockets' own ``ping()`` is
-    not used: it costs a coroutine, an ``asyncio.Future`` and an entry in the library's
-    private table of pending pings per ping.
+    An async iterator (what :meth:`Sessions.run` consumes) that ends when the connection
+    does. While more than :data:`MAX_QUEUED_FRAMES` wait, the socket stops being read,
+    so a client cannot queue unbounded work on the server.
     """
 
-    #: Payload of the heartbeat ping not answered yet; None once its pong came.
-    awaiting_pong: bytes | None = None
+    __slots__ = ("_done", "_paused", "_queue", "_raw", "_waiter")
 
-    def process_event(self, event: Event) -> None:
-        awaiting = self.awaiting_pong
-        if (
-            awaiting is not None
-            and isinstance(event, Frame)
-            and event.opcode is Opcode.PONG
-            and event.data == awaiting
-        ):
-            self.awaiting_pong = None
-        super().process_event(event)
+    def __init__(self, raw: asyncio.Transport) -> None:
+        self._raw = raw
+        self._queue: deque[str | bytes] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._done = False
+        self._paused = False
+
+    def put(self, message: str | bytes) -> None:
+        self._queue.append(message)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        if len(self._queue) > MAX_QUEUED_FRAMES and not self._paused:
+            self._paused = True
+            self._raw.pause_reading()
+
+    def finish(self) -> None:
+        """No more frames: the iterator ends once the queued ones are taken."""
+        self._done = True
+        self._queue.clear()  # the connection is gone; nobody would read the answers
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def __aiter__(self) -> IncomingFrames:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        queue = self._queue
+        while not queue:
+            if self._done:
+                raise StopAsyncIteration
+            self._waiter = waiter = asyncio.get_running_loop().create_future()
+            await waiter
+        message = queue.popleft()
+        if self._paused and len(queue) <= RESUME_QUEUED_FRAMES:
+            self._paused = False
+            if not self._done:
+                self._raw.resume_reading()
+        return message
 
 
-# Overriding it is the one dependency on websockets' internals: fail at import, not by
-# closing every connection with 4001, if a release renames it.
-if not callable(getattr(ServerConnection, "process_event", None)):  # pragma: no cover
-    raise ImportError("websockets' ServerConnection.process_event is gone; see ws_server.py")
+class ClientListener(WSListener):
+    """picows' callbacks for one authenticated connection; runs its session as a task."""
+
+    def __init__(self, node: WebSocketListener, principal: Principal) -> None:
+        self._node = node
+        self._principal = principal
+        self._transport: PicowsTransport | None = None
+        self._incoming: IncomingFrames | None = None
+        self._fragments: list[bytes] | None = None
+        self._fragments_text = False
+        self._fragments_size = 0
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        node = self._node
+        self._transport = own = PicowsTransport(transport, node.coalescer)
+        self._incoming = incoming = IncomingFrames(transport.underlying_transport)
+        conn = Connection(new_id(), self._principal, own, node.send_queue_bytes)
+        node.opened(self, conn, incoming)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        own = self._transport
+        incoming = self._incoming
+        assert own is not None and incoming is not None
+        msg_type = frame.msg_type
+        if msg_type is WSMsgType.TEXT and frame.fin and self._fragments is None:
+            if own.is_open():
+                try:
+                    text = frame.get_payload_as_utf8_text()
+                except UnicodeDecodeError:
+                    own.close(CloseCode.INVALID_PAYLOAD, "invalid UTF-8 in a text frame")
+                    return
+                incoming.put(text)
+            return
+        if msg_type is WSMsgType.PONG:
+            if own.awaiting_pong is not None and frame.get_payload_as_bytes() == own.awaiting_pong:
+                own.awaiting_pong = None
+            return
+        if msg_type is WSMsgType.CLOSE:
+            if not transport.is_close_frame_sent:
+                code = cast(int, frame.get_close_code())
+                # Echo the client's code (RFC 6455 §5.5.1); "no code" is answered plainly.
+                send_close(transport, code or CloseCode.NORMAL, "")
+            own.closing_handshake_done()
+            return
+        self._fragmented(own, incoming, frame, msg_type)
+
+    def _fragmented(
+        self, own: PicowsTransport, incoming: IncomingFrames, frame: WSFrame, msg_type: WSMsgType
+    ) -> None:
+        """Binary frames, and messages split into several frames (rare: slow path)."""
+        if msg_type is WSMsgType.CONTINUATION:
+            if self._fragments is None:
+                own.close(CloseCode.PROTOCOL_ERROR, "continuation without a message")
+                return
+        elif msg_type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            if self._fragments is not None:
+                own.close(CloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
+                return
+            self._fragments = []
+            self._fragments_text = msg_type is WSMsgType.TEXT
+            self._fragments_size = 0
+        else:  # PING: picows answered it already
+            return
+        assert self._fragments is not None
+        self._fragments_size += frame.payload_size
+        if self._fragments_size > self._node.max_payload:
+            self._fragments = None
+            own.close(CloseCode.MESSAGE_TOO_BIG, "message over WS_MAX_PAYLOAD")
+            return
+        self._fragments.append(frame.get_payload_as_bytes())
+        if not frame.fin:
+            return
+        payload = b"".join(self._fragments)
+        self._fragments = None
+        if not own.is_open():
+            return
+        if not self._fragments_text:
+            incoming.put(payload)
+            return
+        try:
+            incoming.put(payload.decode("utf-8"))
+        except UnicodeDecodeError:
+            own.close(CloseCode.INVALID_PAYLOAD, "invalid UTF-8 in a text frame")
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if self._transport is not None:
+            self._transport.disconnected()
+        if self._incoming is not None:
+            self._incoming.finish()
+        self._node.closed(self)
 
 
-class WebsocketsPinger:
-    """:class:`~chatsphere.gateway.heartbeat.Pinger` for :class:`HeartbeatServerConnection`.
+class PicowsPinger:
+    """:class:`~chatsphere.gateway.heartbeat.Pinger` for :class:`PicowsTransport`.
 
-    The ping goes through the library's sans-I/O protocol (``send_ping`` then
-    ``data_to_send``), as websockets' ``ping()`` does once the connection is open, and
-    is written to the socket without waiting for it to drain (six bytes). One ping is
-    outstanding at a time (the heartbeat waits for its pong or its deadline), so a
-    counter is a payload the peer cannot answer by accident with an unsolicited pong.
+    One ping is outstanding at a time (the heartbeat waits for its pong or its
+    deadline), so a counter is a payload the peer cannot answer by accident with an
+    unsolicited pong. No task, coroutine or future per ping.
     """
 
     __slots__ = ("_seq",)
@@ -244,43 +402,35 @@ class WebsocketsPinger:
 
     def send_ping(self, conn: Connection) -> None:
         transport = conn.transport
-        assert isinstance(transport, WebsocketsTransport)
-        ws = transport.ws
-        assert isinstance(ws, HeartbeatServerConnection)
+        assert isinstance(transport, PicowsTransport)
         self._seq = seq = (self._seq + 1) & 0xFFFF_FFFF
         data = seq.to_bytes(4, "big")
-        ws.awaiting_pong = data
-        protocol = ws.protocol
-        protocol.send_ping(data)  # the heartbeat checked is_open(): the state is OPEN
-        writes = protocol.data_to_send()
-        # Between an abort() and connection_lost() the state is still OPEN but the
-        # socket is going away: nothing to write to (asyncio would count it and warn).
-        if not ws.transport.is_closing():
-            for chunk in writes:
-                if chunk:
-                    ws.transport.write(chunk)
+        transport.awaiting_pong = data
+        transport.ws.send_ping(data)
 
     def answered(self, conn: Connection) -> bool:
         transport = conn.transport
-        assert isinstance(transport, WebsocketsTransport)
-        ws = transport.ws
-        assert isinstance(ws, HeartbeatServerConnection)
-        return ws.awaiting_pong is None
+        assert isinstance(transport, PicowsTransport)
+        return transport.awaiting_pong is None
 
 
-def _json_response(status: HTTPStatus, body: Any) -> Response:
+def _json_response(
+    status: HTTPStatus, body: Any, extra_headers: dict[str, str] | None = None
+) -> WSUpgradeResponseWithListener:
     data = orjson.dumps(body)
-    headers = Headers(
-        [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(data))),
-            ("Connection", "close"),
-        ]
-    )
-    return Response(status.value, status.phrase, headers, data)
+    headers = {"Content-Type": "application/json", "Server": "ChatSphere"}
+    if extra_headers:
+        headers.update(extra_headers)
+    if status is HTTPStatus.OK:
+        response = WSUpgradeResponse.create_ok_response(data, headers)
+    else:
+        response = WSUpgradeResponse.create_error_response(status, data, headers)
+    return WSUpgradeResponseWithListener(response, None)
 
 
 class WebSocketListener:
+    """The node's WebSocket port: handshakes, connections and their sessions."""
+
     def __init__(
         self,
         *,
@@ -299,11 +449,12 @@ class WebSocketListener:
         self._authority = authority
         self._health = health
         self._max_connections = max_connections
-        self._max_payload = max_payload
-        self._send_queue_bytes = send_queue_bytes
-        self._principals: dict[ServerConnection, Principal] = {}
-        self._server: Server | None = None
-        self.heartbeat = Heartbeat(heartbeat_interval, heartbeat_timeout, WebsocketsPinger())
+        self.max_payload = max_payload
+        self.send_queue_bytes = send_queue_bytes
+        self._clients: dict[ClientListener, PicowsTransport] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+        self.heartbeat = Heartbeat(heartbeat_interval, heartbeat_timeout, PicowsPinger())
         self.coalescer = WriteCoalescer()
         self.refused = 0
 
@@ -313,23 +464,23 @@ class WebSocketListener:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self, host: str, port: int) -> None:
-        self._server = await serve(
-            self._handle,
+        # picows logs every disconnect at INFO; a node's log is about the node.
+        logging.getLogger("picows").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
+        self._server = await ws_create_server(
+            self.route,
             host,
             port,
-            process_request=self._process_request,
-            max_size=self._max_payload,
-            compression=None,  # per-message deflate costs CPU and ~64 KB per connection
-            ping_interval=None,  # our Heartbeat spreads pings; see heartbeat.py
-            create_connection=HeartbeatServerConnection,  # …and sees their pongs
-            close_timeout=5,
-            max_queue=64,
-            server_header="ChatSphere",
+            max_frame_size=self.max_payload,  # a larger frame: 1009
+            enable_auto_ping=False,  # our Heartbeat spreads pings; see heartbeat.py
+            enable_auto_pong=True,
+            read_buffer_init_size=READ_BUFFER_BYTES,
+            websocket_handshake_timeout=10,
         )
         self.heartbeat.start()
 
-    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
-        parts = urlsplit(request.path)
+    def route(self, request: WSUpgradeRequest) -> ClientListener | WSUpgradeResponseWithListener:
+        """Answer an HTTP request on the WebSocket port: /health, or a client's upgrade."""
+        parts = urlsplit(request.path.decode("latin-1"))
         if parts.path == "/health":
             return _json_response(HTTPStatus.OK, self._health())
         # "/" too: the seed's examples connect to ws://HOST:8080?userId=…
@@ -338,7 +489,20 @@ class WebSocketListener:
                 HTTPStatus.NOT_FOUND,
                 {"error": {"code": "not_found", "message": "WebSocket endpoint is /ws"}},
             )
-        if len(self._hub) + len(self._principals) >= self._max_connections:
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return _json_response(
+                HTTPStatus.UPGRADE_REQUIRED,
+                {
+                    "error": {
+                        "code": "invalid_payload",
+                        "message": "this is the WebSocket endpoint: send a WebSocket upgrade",
+                    }
+                },
+                {"Upgrade": "websocket"},
+            )
+        # Connections count from on_ws_connected, which picows calls right after this
+        # returns for a valid upgrade: the next handshake already sees this one.
+        if len(self._clients) >= self._max_connections:
             self.refused += 1
             return _json_response(
                 HTTPStatus.SERVICE_UNAVAILABLE,
@@ -355,30 +519,38 @@ class WebSocketListener:
             )
         except ChatError as exc:
             return _json_response(HTTPStatus.UNAUTHORIZED, {"error": exc.to_dict()})
-        self._principals[ws] = principal
-        # The handler pops it; when the handshake fails after this point (say, a plain
-        # GET without Upgrade) no handler runs, and the entry would hold a slot for good.
-        ws.connection_lost_waiter.add_done_callback(lambda _: self._principals.pop(ws, None))
-        return None
+        return ClientListener(self, principal)
 
-    async def _handle(self, ws: ServerConnection) -> None:
-        principal = self._principals.pop(ws, None)
-        if principal is None:  # pragma: no cover - process_request always sets it
-            await ws.close(CloseCode.UNAUTHORIZED, "unauthorized")
-            return
-        conn = Connection(
-            new_id(), principal, WebsocketsTransport(ws, self.coalescer), self._send_queue_bytes
-        )
-        with contextlib.suppress(ConnectionClosed):
-            await self._sessions.run(conn, ws, self.heartbeat)
+    def opened(self, client: ClientListener, conn: Connection, incoming: IncomingFrames) -> None:
+        """A client completed its handshake: run its session until the socket goes."""
+        transport = conn.transport
+        assert isinstance(transport, PicowsTransport)
+        self._clients[client] = transport
+        task = asyncio.get_running_loop().create_task(self._serve(conn, incoming))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def closed(self, client: ClientListener) -> None:
+        self._clients.pop(client, None)
+
+    async def _serve(self, conn: Connection, incoming: IncomingFrames) -> None:
+        try:
+            await self._sessions.run(conn, incoming, self.heartbeat)
+        except Exception:
+            log.exception("session failed")
+            conn.close(CloseCode.INTERNAL_ERROR, "internal error")
 
     async def shutdown(self, grace: float) -> None:
-        """Stop accepting, close every connection with 1001, wait for handlers to finish."""
+        """Stop accepting, close every connection with 1001, wait for sessions to finish."""
         if self._server is None:
             return
-        self._server.close(close_connections=False)
+        self._server.close()
         await self._sessions.close_all(grace)
         await self.heartbeat.close()
-        self._server.close(close_connections=True)
-        await self._server.wait_closed()
+        for transport in list(self._clients.values()):
+            transport.ws.disconnect(False)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=grace)
+        with contextlib.suppress(Exception):
+            await self._server.wait_closed()
         self._server = None

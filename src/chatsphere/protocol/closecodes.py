@@ -14,6 +14,7 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001  # server shutting down: reconnect (elsewhere) and resume
     PROTOCOL_ERROR = 1002
     UNSUPPORTED_DATA = 1003  # binary frames are not part of the protocol
+    INVALID_PAYLOAD = 1007  # a text frame that is not UTF-8
     MESSAGE_TOO_BIG = 1009  # frame over WS_MAX_PAYLOAD
     INTERNAL_ERROR = 1011
     TRY_AGAIN_LATER = 1013  # node at WS_MAX_CONNECTIONS
