@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import create_engine
 
 from chatsphere.adapters.sql.schema import metadata
-from chatsphere.adapters.sql.store import SqlStore
+from chatsphere.adapters.sql.store import SqlStore, _sync_url
 
 # The full-text search objects are dialect-specific SQL in migration 0001, not metadata.
 _SEARCH_OBJECTS = ("messages_fts", "ix_messages_search")
@@ -21,12 +22,15 @@ def _declared(
 async def test_migrated_schema_matches_declared_schema(database_url: str) -> None:
     store = SqlStore(database_url)
     await store.open()
+    # A connection of its own: the store's writer keeps its connection checked out.
+    engine = create_engine(_sync_url(store.url))
     try:
-        with store._sync_engine.connect() as conn:
+        with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"include_object": _declared})
             diff = compare_metadata(context, metadata)
         assert diff == []
     finally:
+        engine.dispose()
         await store.close()
 
 

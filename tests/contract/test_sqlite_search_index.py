@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 
 from chatsphere.adapters.sql.search_index import CATCH_UP_ROWS
 from chatsphere.adapters.sql.store import _MIGRATIONS, SqlStore
@@ -20,19 +20,25 @@ from tests.contract.test_store_contract import Chat, now
 NEVER = 3600.0
 
 
+def beside_writer(store: SqlStore) -> Connection:
+    """A connection of the test's own: the writer keeps its connection checked out."""
+    assert store._sync_reads is not None
+    return store._sync_reads.connect()
+
+
 def watermark(store: SqlStore) -> int:
-    with store._sync_engine.connect() as conn:
+    with beside_writer(store) as conn:
         return int(conn.exec_driver_sql("SELECT indexed_pk FROM messages_fts_state").scalar_one())
 
 
 def top_pk(store: SqlStore) -> int:
-    with store._sync_engine.connect() as conn:
+    with beside_writer(store) as conn:
         return int(conn.exec_driver_sql("SELECT coalesce(max(pk), 0) FROM messages").scalar_one())
 
 
 def assert_index_matches_messages(store: SqlStore) -> None:
     """FTS5's own check: with rank 1 it compares the index with the content table."""
-    with store._sync_engine.begin() as conn:
+    with beside_writer(store) as conn, conn.begin():
         conn.exec_driver_sql(
             "INSERT INTO messages_fts(messages_fts, rank) VALUES ('integrity-check', 1)"
         )
@@ -182,7 +188,7 @@ async def test_the_migration_keeps_indexed_messages_searchable_and_editable(
     try:
         assert watermark(store) == top_pk(store) == 2
         assert await found(store, "r1", "olive") == ["m1"]
-        with store._sync_engine.begin() as conn:  # an indexed row's text changes
+        with beside_writer(store) as conn, conn.begin():  # an indexed row's text changes
             conn.exec_driver_sql("UPDATE messages SET search_text = 'quince jam' WHERE id = 'm1'")
         assert await found(store, "r1", "olive") == []
         assert sorted(await found(store, "r1", "jam")) == ["m1", "m2"]

@@ -15,17 +15,21 @@ async def test_writer_and_readers_are_configured_as_the_store_needs(tmp_path: Pa
     store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'settings.db'}")
     await store.open()
     try:
-        with store._sync_engine.connect() as writer:
-            pragmas = {
-                name: writer.execute(text(f"PRAGMA {name}")).scalar()
-                for name in (
-                    "journal_mode",
-                    "synchronous",
-                    "cache_size",
-                    "busy_timeout",
-                    "wal_autocheckpoint",
-                )
-            }
+
+        def writer_pragmas() -> dict[str, object]:
+            with store._write_transaction() as writer:
+                return {
+                    name: writer.execute(text(f"PRAGMA {name}")).scalar()
+                    for name in (
+                        "journal_mode",
+                        "synchronous",
+                        "cache_size",
+                        "busy_timeout",
+                        "wal_autocheckpoint",
+                    )
+                }
+
+        pragmas = await store._in_writer(writer_pragmas)
         # WAL with synchronous=FULL (2): durable before ack. The writer caches 32 MiB.
         assert pragmas == {
             "journal_mode": "wal",

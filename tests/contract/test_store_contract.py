@@ -398,23 +398,26 @@ async def test_the_batch_finds_stored_client_ids_by_seeking_the_unique_key(chat:
     # Run once per group commit: a scan here grows with every message ever stored.
     statements = BulkStatements(chat.store.dialect)
     sql, params = statements._stored_keys([("r1", "alice", "c-1"), ("r2", "bob", "c-2")])
-    raw = chat.store._sync_engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        if chat.store.dialect == "sqlite":
-            cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
-            plan = " ".join(str(row[-1]) for row in cursor.fetchall())
-            assert "SEARCH m USING COVERING INDEX sqlite_autoindex_messages_2" in plan, plan
-        else:
-            # An empty table has no statistics: judge whether the shape allows a seek.
-            cursor.execute("SET LOCAL enable_seqscan = off")
-            cursor.execute("EXPLAIN " + sql, params)
-            plan = " ".join(row[0] for row in cursor.fetchall())
-            assert "Index Cond: ((room_id)::text = (k.r)::text" in plan, plan
-        cursor.close()
-    finally:
-        raw.rollback()
-        raw.close()
+
+    def plan_of_lookup() -> str:
+        with chat.store._write_transaction() as conn:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                if chat.store.dialect == "sqlite":
+                    cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
+                    return " ".join(str(row[-1]) for row in cursor.fetchall())
+                # An empty table has no statistics: judge whether the shape allows a seek.
+                cursor.execute("SET LOCAL enable_seqscan = off")
+                cursor.execute("EXPLAIN " + sql, params)
+                return " ".join(row[0] for row in cursor.fetchall())
+            finally:
+                cursor.close()
+
+    plan = await chat.store._in_writer(plan_of_lookup)
+    if chat.store.dialect == "sqlite":
+        assert "SEARCH m USING COVERING INDEX sqlite_autoindex_messages_2" in plan, plan
+    else:
+        assert "Index Cond: ((room_id)::text = (k.r)::text" in plan, plan
 
 
 async def test_concurrent_duplicates_store_one_and_fail_none_of_the_others(chat: Chat) -> None:
