@@ -231,7 +231,7 @@ def _half_rate_table(rows: list[Case]) -> list[str]:
         return []
     lines = [
         "",
-        "Latency at half the best sustained rate (one more step after the climb):",
+        "Latency at half the best sustained rate (after a warm-up at that rate):",
         "",
         "| Server | Offered msg/s | Deliveries/s | p50 (ms) | p99 (ms) | Ack p99 (ms) | "
         "Server CPU (%) |",
@@ -335,8 +335,9 @@ def write_markdown(path: Path, meta: dict[str, Any], cases: list[Case], root: Pa
         "",
         "Load: `bench/loadgen.py` (picows clients, one process), real HS256 JWTs, "
         "rates stepped up (×2) until p99 delivery passes 50 ms or deliveries fall behind, "
-        "then bisected between the last passing and first failing rate; one more step at "
-        "half the best sustained rate gives the latency there.",
+        "then bisected between the last passing and first failing rate. After the climb, "
+        "half the best sustained rate runs for a warm-up and then one measured step: the "
+        "latency there (repeated once if only its tail failed, as in the climb).",
         "",
     ]
     by_key = {k: [c for c in cases if c["scenario"] == k] for k in meta["scenarios"]}
