@@ -234,16 +234,17 @@ def _half_rate_table(rows: list[Case]) -> list[str]:
         "Latency at half the best sustained rate (after a warm-up at that rate):",
         "",
         "| Server | Offered msg/s | Deliveries/s | p50 (ms) | p99 (ms) | Ack p99 (ms) | "
-        "Server CPU (%) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "Server CPU (%) | Generator CPU (%) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c, h in measured:
         if not h:
-            lines.append(f"| {_label(c)} | not measured | | | | | |")
+            lines.append(f"| {_label(c)} | not measured | | | | | | |")
             continue
         lines.append(
             f"| {_label(c)} | {_fmt(h['rate'])} | {_fmt(h['deliveries_per_s'])} | "
-            f"{_fmt(h['p50_ms'])} | {_fmt(h['p99_ms'])} | {_fmt(h['ack_p99_ms'])} | {_srv(h)} |"
+            f"{_fmt(h['p50_ms'])} | {_fmt(h['p99_ms'])} | {_fmt(h['ack_p99_ms'])} | {_srv(h)} | "
+            f"{_fmt(h['gen_cpu_pct'])} |"
         )
     return lines
 
@@ -269,7 +270,8 @@ def _limits(cases: list[Case]) -> list[str]:
     ]
     saturated = []
     for c in cases:
-        for s in c["result"].get("steps", []):
+        half = c["result"].get("half")
+        for s in c["result"].get("steps", []) + ([half] if half else []):
             if s["gen_cpu_pct"] >= 90:
                 saturated.append(f"{c['scenario']} {_label(c)} at {_fmt(s['rate'])} msg/s")
                 break
