@@ -420,6 +420,30 @@ async def test_the_batch_finds_stored_client_ids_by_seeking_the_unique_key(chat:
         assert "Index Cond: ((room_id)::text = (k.r)::text" in plan, plan
 
 
+async def test_a_writer_connection_that_breaks_is_replaced_and_loses_nothing(
+    chat: Chat,
+) -> None:
+    # The writer holds one connection across transactions; a dead one must not stay.
+    room = await chat.room()
+    first = await chat.post(room.id, "alice", "before")
+
+    def break_the_connection() -> None:
+        conn = chat.store._write_conn
+        assert conn is not None
+        conn.connection.dbapi_connection.close()  # type: ignore[union-attr]
+
+    await chat.store._in_writer(break_the_connection)
+    with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises
+        await chat.post(room.id, "alice", "lost with the connection")
+    after = await chat.post(room.id, "bob", "after")
+    assert after.seq == first.seq + 1  # the failed transaction took no seq
+    assert await chat.seqs(room.id) == [1, first.seq, after.seq]
+    assert [m.content["text"] for m in await chat.store.history(room.id, None, None, 10)] == [
+        "before",
+        "after",
+    ]
+
+
 async def test_concurrent_duplicates_store_one_and_fail_none_of_the_others(chat: Chat) -> None:
     room = await chat.room()
     drafts = [chat.draft(room.id, "alice", f"m{i}") for i in range(8)]
