@@ -420,6 +420,39 @@ async def test_the_batch_finds_stored_client_ids_by_seeking_the_unique_key(chat:
         assert "Index Cond: ((room_id)::text = (k.r)::text" in plan, plan
 
 
+async def test_a_thread_is_read_from_the_partial_index_of_replies(chat: Chat) -> None:
+    # ix_messages_reply_to holds replies only (migration 0005); the thread query must
+    # still be answered from it rather than by a scan of every message.
+    sql = ("SELECT id FROM messages WHERE reply_to = {p} ORDER BY seq LIMIT 50").format(
+        p="?" if chat.store.dialect == "sqlite" else "%s"
+    )
+
+    def plan_of_thread() -> str:
+        with chat.store._write_transaction() as conn:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                if chat.store.dialect == "sqlite":
+                    cursor.execute(
+                        "SELECT sql FROM sqlite_master WHERE name = 'ix_messages_reply_to'"
+                    )
+                    definition = cursor.fetchall()[0][0]
+                    cursor.execute("EXPLAIN QUERY PLAN " + sql, ("m1",))
+                    return definition + " | " + " ".join(str(r[-1]) for r in cursor.fetchall())
+                cursor.execute(
+                    "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_messages_reply_to'"
+                )
+                definition = cursor.fetchall()[0][0]
+                cursor.execute("SET LOCAL enable_seqscan = off")
+                cursor.execute("EXPLAIN " + sql, ("m1",))
+                return definition + " | " + " ".join(row[0] for row in cursor.fetchall())
+            finally:
+                cursor.close()
+
+    definition, plan = (await chat.store._in_writer(plan_of_thread)).split(" | ", 1)
+    assert "reply_to IS NOT NULL" in definition, definition
+    assert "ix_messages_reply_to" in plan, plan
+
+
 async def test_a_writer_connection_that_breaks_is_replaced_and_loses_nothing(
     chat: Chat,
 ) -> None:
