@@ -234,17 +234,18 @@ def _half_rate_table(rows: list[Case]) -> list[str]:
         "Latency at half the best sustained rate (after a warm-up at that rate):",
         "",
         "| Server | Offered msg/s | Deliveries/s | p50 (ms) | p99 (ms) | Ack p99 (ms) | "
-        "Server CPU (%) | Generator CPU (%) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "Server CPU (%) | Generator CPU (%) | Verdict |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for c, h in measured:
         if not h:
-            lines.append(f"| {_label(c)} | not measured | | | | | | |")
+            lines.append(f"| {_label(c)} | not measured | | | | | | | |")
             continue
+        verdict = "ok" if h["ok"] else h["reason"].replace("|", "/")
         lines.append(
             f"| {_label(c)} | {_fmt(h['rate'])} | {_fmt(h['deliveries_per_s'])} | "
             f"{_fmt(h['p50_ms'])} | {_fmt(h['p99_ms'])} | {_fmt(h['ack_p99_ms'])} | {_srv(h)} | "
-            f"{_fmt(h['gen_cpu_pct'])} |"
+            f"{_fmt(h['gen_cpu_pct'])} | {verdict} |"
         )
     return lines
 

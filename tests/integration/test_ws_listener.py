@@ -100,6 +100,23 @@ async def test_a_close_from_the_client_is_answered_and_the_session_ends(
     await wait_until(gone, WAIT, "the session to end")
 
 
+@pytest.mark.parametrize("payload", [b"", (1006).to_bytes(2, "big")], ids=["no-code", "1006"])
+async def test_a_close_with_no_code_or_a_local_only_code_is_answered_with_1000(
+    small_node: Node, payload: bytes
+) -> None:
+    # An empty close frame (a browser's plain ws.close()) has no code to echo, and 1006
+    # only reports a state locally: neither may be sent back (RFC 6455 §7.4.1), and a
+    # strict client fails the connection on it. The frame is written by hand (masked, as
+    # a client's must be) because the client library refuses to send 1006.
+    client = await open_raw(small_node, "quiet-leaver")
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    client.ws.transport.write(bytes([0x88, 0x80 | len(payload)]) + mask + masked)
+    await asyncio.wait_for(client.ws.wait_closed(), WAIT)
+    assert client.ws.protocol.close_rcvd is not None
+    assert client.ws.protocol.close_rcvd.code == 1000
+
+
 async def test_a_ping_from_the_client_gets_its_pong(small_node: Node) -> None:
     client = await open_raw(small_node, "pinger")
     try:

@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds our close frame waits for the client's before the socket is aborted.
 CLOSE_TIMEOUT = 5.0
+#: Close codes that only report a state locally and are never sent (RFC 6455 §7.4.1).
+_NOT_SENDABLE = frozenset({1005, 1006, 1015})
 #: Frames a connection may have waiting for its session before reading pauses.
 MAX_QUEUED_FRAMES = 64
 #: Reading resumes once the session has taken the queue down to this.
@@ -225,9 +227,16 @@ class PicowsTransport:
         self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, ws.disconnect, False)
 
     def closing_handshake_done(self) -> None:
-        """The client answered our close, or closed first and we answered: drop the socket."""
+        """The client answered our close, or closed first and we answered: drop the socket.
+
+        The graceful disconnect waits for our buffered bytes to drain; a peer that sent
+        its close and stopped reading would hold the socket, so the abort timer bounds it.
+        """
         self._closing = True
-        self.ws.disconnect()
+        ws = self.ws
+        ws.disconnect()
+        if self._timer is None and not ws.is_disconnected:
+            self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, ws.disconnect, False)
 
     def disconnected(self) -> None:
         """The socket is gone: stop the close timer and forget held frames."""
@@ -335,8 +344,12 @@ class ClientListener(WSListener):
         if msg_type is WSMsgType.CLOSE:
             if not transport.is_close_frame_sent:
                 code = cast(int, frame.get_close_code())
-                # Echo the client's code (RFC 6455 §5.5.1); "no code" is answered plainly.
-                send_close(transport, code or CloseCode.NORMAL, "")
+                # Echo the client's code (RFC 6455 §5.5.1). A close without one (picows
+                # reads 0), or with a code that only reports a state locally (§7.4.1:
+                # 1005, 1006, 1015), is answered with a plain 1000.
+                if code in _NOT_SENDABLE or not code:
+                    code = CloseCode.NORMAL
+                send_close(transport, code, "")
             own.closing_handshake_done()
             return
         self._fragmented(own, incoming, frame, msg_type)
