@@ -932,13 +932,17 @@ class Generator:
         rate = best_rate / 2
         seconds = max(cfg.step_seconds, cfg.min_messages / rate)
         await self.settle_backlog()
+        await wait_for_quiet(cfg.max_other_cpu, 10.0)
         if cfg.warmup_seconds > 0:
             await self.step(index, senders, rate, max(cfg.warmup_seconds, seconds))
         disturbed_budget = cfg.disturbed_retries
         tail_retry = cfg.retries > 0
+        first = True
         while True:
-            await self.settle_backlog()
-            await wait_for_quiet(cfg.max_other_cpu, 10.0)
+            if not first:  # the first measurement follows the warm-up without a pause
+                await self.settle_backlog()
+                await wait_for_quiet(cfg.max_other_cpu, 10.0)
+            first = False
             r = await self.step(index, senders, rate, seconds)
             log(f"[{cfg.label}] half the best rate:")
             self._progress(r)
