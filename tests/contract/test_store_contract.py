@@ -394,26 +394,41 @@ async def test_the_same_client_message_id_from_another_sender_or_room_is_fine(
     assert await chat.store.find_by_client_id(room.id, "carol", "c-1") is None
 
 
+async def driver_rows(store: SqlStore, *statements: tuple[str, Any]) -> list[list[Any]]:
+    """Rows of each (sql, params) run on the driver's cursor, in the writer's connection."""
+
+    def run() -> list[list[Any]]:
+        with store._write_transaction() as conn:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                results = []
+                for sql, params in statements:
+                    cursor.execute(sql, params)
+                    results.append(list(cursor.fetchall()) if cursor.description else [])
+                return results
+            finally:
+                cursor.close()
+
+    return await store._in_writer(run)
+
+
+async def query_plan(store: SqlStore, sql: str, params: Any) -> str:
+    """The plan of ``sql``; on PostgreSQL as if tables were large (no sequential scans),
+    since an empty table has no statistics: it judges whether the shape allows a seek."""
+    if store.dialect == "sqlite":
+        (rows,) = await driver_rows(store, ("EXPLAIN QUERY PLAN " + sql, params))
+        return " ".join(str(row[-1]) for row in rows)
+    _, rows = await driver_rows(
+        store, ("SET LOCAL enable_seqscan = off", None), ("EXPLAIN " + sql, params)
+    )
+    return " ".join(row[0] for row in rows)
+
+
 async def test_the_batch_finds_stored_client_ids_by_seeking_the_unique_key(chat: Chat) -> None:
     # Run once per group commit: a scan here grows with every message ever stored.
     statements = BulkStatements(chat.store.dialect)
     sql, params = statements._stored_keys([("r1", "alice", "c-1"), ("r2", "bob", "c-2")])
-
-    def plan_of_lookup() -> str:
-        with chat.store._write_transaction() as conn:
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                if chat.store.dialect == "sqlite":
-                    cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
-                    return " ".join(str(row[-1]) for row in cursor.fetchall())
-                # An empty table has no statistics: judge whether the shape allows a seek.
-                cursor.execute("SET LOCAL enable_seqscan = off")
-                cursor.execute("EXPLAIN " + sql, params)
-                return " ".join(row[0] for row in cursor.fetchall())
-            finally:
-                cursor.close()
-
-    plan = await chat.store._in_writer(plan_of_lookup)
+    plan = await query_plan(chat.store, sql, params)
     if chat.store.dialect == "sqlite":
         assert "SEARCH m USING COVERING INDEX sqlite_autoindex_messages_2" in plan, plan
     else:
@@ -423,33 +438,17 @@ async def test_the_batch_finds_stored_client_ids_by_seeking_the_unique_key(chat:
 async def test_a_thread_is_read_from_the_partial_index_of_replies(chat: Chat) -> None:
     # ix_messages_reply_to holds replies only (migration 0005); the thread query must
     # still be answered from it rather than by a scan of every message.
-    sql = ("SELECT id FROM messages WHERE reply_to = {p} ORDER BY seq LIMIT 50").format(
-        p="?" if chat.store.dialect == "sqlite" else "%s"
+    sqlite = chat.store.dialect == "sqlite"
+    definition_sql = (
+        "SELECT sql FROM sqlite_master WHERE name = 'ix_messages_reply_to'"
+        if sqlite
+        else "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_messages_reply_to'"
     )
-
-    def plan_of_thread() -> str:
-        with chat.store._write_transaction() as conn:
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                if chat.store.dialect == "sqlite":
-                    cursor.execute(
-                        "SELECT sql FROM sqlite_master WHERE name = 'ix_messages_reply_to'"
-                    )
-                    definition = cursor.fetchall()[0][0]
-                    cursor.execute("EXPLAIN QUERY PLAN " + sql, ("m1",))
-                    return definition + " | " + " ".join(str(r[-1]) for r in cursor.fetchall())
-                cursor.execute(
-                    "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_messages_reply_to'"
-                )
-                definition = cursor.fetchall()[0][0]
-                cursor.execute("SET LOCAL enable_seqscan = off")
-                cursor.execute("EXPLAIN " + sql, ("m1",))
-                return definition + " | " + " ".join(row[0] for row in cursor.fetchall())
-            finally:
-                cursor.close()
-
-    definition, plan = (await chat.store._in_writer(plan_of_thread)).split(" | ", 1)
+    ((definition,),) = (await driver_rows(chat.store, (definition_sql, ())))[0]
     assert "reply_to IS NOT NULL" in definition, definition
+    placeholder = "?" if sqlite else "%s"
+    sql = f"SELECT id FROM messages WHERE reply_to = {placeholder} ORDER BY seq LIMIT 50"
+    plan = await query_plan(chat.store, sql, ("m1",))
     assert "ix_messages_reply_to" in plan, plan
 
 
