@@ -417,6 +417,11 @@ class StepResult:
     disturbed: bool = False
 
 
+def _failed_on_tail_only(r: StepResult) -> bool:
+    """Only the tail was too slow while everything kept up: worth one more try."""
+    return not r.ok and r.reason.startswith("p99") and ";" not in r.reason
+
+
 def percentile_ms(sorted_ns: list[int], q: float, total: int) -> float | None:
     """The ``q`` quantile in ms over ``total`` samples, of which the missing ones are infinite.
 
@@ -869,8 +874,7 @@ class Generator:
                 continue
             # Only the tail was too slow while everything kept up: a transient stall (of
             # another process, say) should not end the climb, so that rate is run again.
-            tail_only = not r.ok and r.reason.startswith("p99") and ";" not in r.reason
-            if tail_only and len(retried) < cfg.retries and rate not in retried:
+            if _failed_on_tail_only(r) and len(retried) < cfg.retries and rate not in retried:
                 retried.add(rate)
                 await self.settle_backlog()
                 continue
@@ -937,12 +941,7 @@ class Generator:
             await self.step(index, senders, rate, max(cfg.warmup_seconds, seconds))
         disturbed_budget = cfg.disturbed_retries
         tail_retry = cfg.retries > 0
-        first = True
-        while True:
-            if not first:  # the first measurement follows the warm-up without a pause
-                await self.settle_backlog()
-                await wait_for_quiet(cfg.max_other_cpu, 10.0)
-            first = False
+        while True:  # the first measurement follows the warm-up without a pause
             r = await self.step(index, senders, rate, seconds)
             log(f"[{cfg.label}] half the best rate:")
             self._progress(r)
@@ -951,12 +950,12 @@ class Generator:
                 if disturbed_budget <= 0:
                     return None
                 disturbed_budget -= 1
-                continue
-            tail_only = not r.ok and r.reason.startswith("p99") and ";" not in r.reason
-            if tail_only and tail_retry:
+            elif _failed_on_tail_only(r) and tail_retry:
                 tail_retry = False
-                continue
-            return r
+            else:
+                return r
+            await self.settle_backlog()
+            await wait_for_quiet(cfg.max_other_cpu, 10.0)
 
     # -- smoke
     async def run_smoke(self) -> bool:

@@ -224,7 +224,7 @@ class PicowsTransport:
             return
         if not ws.is_close_frame_sent:
             send_close(ws, code, reason)
-        self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, ws.disconnect, False)
+        self._abort_later()
 
     def closing_handshake_done(self) -> None:
         """The client answered our close, or closed first and we answered: drop the socket.
@@ -233,10 +233,16 @@ class PicowsTransport:
         its close and stopped reading would hold the socket, so the abort timer bounds it.
         """
         self._closing = True
-        ws = self.ws
-        ws.disconnect()
-        if self._timer is None and not ws.is_disconnected:
-            self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, ws.disconnect, False)
+        self.ws.disconnect()
+        if not self.ws.is_disconnected:
+            self._abort_later()
+
+    def _abort_later(self) -> None:
+        """Abort the socket in ``CLOSE_TIMEOUT`` unless it is gone by then (once)."""
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(
+                CLOSE_TIMEOUT, self.ws.disconnect, False
+            )
 
     def disconnected(self) -> None:
         """The socket is gone: stop the close timer and forget held frames."""
