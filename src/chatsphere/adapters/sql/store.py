@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -77,6 +78,10 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 #: SQLite: the WAL size (4 KiB pages, ~200 MiB) past which the writer checkpoints within
 #: a commit after all, should the background checkpoint fall behind.
 _WRITER_AUTOCHECKPOINT_PAGES = 50_000
+#: SQLite: the WAL size (frames, ~64 MiB) past which the maintenance task has the writer
+#: finish a checkpoint between two commits, so that the WAL starts over (see _restart_wal).
+WAL_RESTART_FRAMES = 16_384
+_fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 _USER_ROOM_IDS = "SELECT room_id FROM memberships WHERE user_id = ? AND state = ?"
 
@@ -98,6 +103,7 @@ class SqlStore:
         write_batch_max: int = 512,
         sqlite_synchronous: str = "FULL",
         checkpoint_interval: float = 1.0,
+        wal_restart_frames: int = WAL_RESTART_FRAMES,
     ) -> None:
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
@@ -127,6 +133,12 @@ class SqlStore:
         self._listener: CommitListener = lambda events: None
         self._checkpointer: asyncio.Task[None] | None = None
         self._checkpoint_interval = checkpoint_interval
+        self._wal_restart_frames = wal_restart_frames
+        # A descriptor of the database file kept open to sync it (see _checkpoint); never
+        # closed while SQLite has the file open, as closing any descriptor of a file drops
+        # every POSIX lock the process holds on it, SQLite's included.
+        self._db_fd: int | None = None
+        self.wal_restarts = 0
 
     # -- lifecycle -------------------------------------------------------------
     async def open(self) -> None:
@@ -164,6 +176,8 @@ class SqlStore:
             self._sync_engine = create_engine(sync_url, pool_size=2, max_overflow=2)
             self._read_engine = create_async_engine(self.url, pool_size=10, max_overflow=10)
         await self._in_writer(self._migrate)
+        if self._read_executor is not None and self.url.database:  # it exists now
+            self._db_fd = os.open(self.url.database, os.O_RDONLY)
         if self._search_index is not None:
             await self._in_writer(self._measure_search_lag)
         self._writer.start()
@@ -193,9 +207,42 @@ class SqlStore:
                 except Exception:  # the next round, a group commit or a search retries
                     log.exception("full-text indexing failed")
             try:
-                await loop.run_in_executor(self._read_executor, self._checkpoint)
+                frames = await loop.run_in_executor(self._read_executor, self._checkpoint)
+                if frames >= self._wal_restart_frames:
+                    await self._restart_wal()
             except Exception:  # the next round tries again; the writer is the fallback
                 log.exception("WAL checkpoint failed")
+
+    async def _restart_wal(self) -> None:
+        """Have the WAL start over from its beginning, at the cost of a short writer pause.
+
+        SQLite reuses the WAL from its start only once a checkpoint has copied every
+        frame and then a write begins; a checkpoint beside a busy writer never gets there,
+        as commits land while it copies. Without this the WAL grew until the writer's own
+        fallback checkpoint (past 50,000 pages, every few seconds under load) copied the
+        rest and synced the database in one commit: 30-60 ms during which every send
+        waited. Here the checkpoint thread copies nearly everything first (two more
+        passes, each over what the previous one let in), then the writer thread finishes
+        between two commits, where nothing can land while it copies the last frames.
+        """
+        loop = asyncio.get_running_loop()
+        for _ in range(2):
+            await loop.run_in_executor(self._read_executor, self._checkpoint)
+        if await self._in_writer(self._finish_checkpoint):
+            self.wal_restarts += 1
+
+    def _finish_checkpoint(self) -> bool:
+        """Checkpoint on the writer's connection, between transactions; writer thread only.
+
+        True when every frame was copied, so the next transaction starts the WAL over.
+        """
+        conn = self._write_conn
+        if conn is None:
+            conn = self._write_conn = self._sync_engine.connect()
+        raw = conn.connection.driver_connection
+        assert raw is not None  # a connection checked out of the pool has one
+        busy, log_frames, copied = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return bool(busy == 0 and log_frames == copied)
 
     def _measure_search_lag(self) -> None:
         assert self._search_index is not None
@@ -209,10 +256,21 @@ class SqlStore:
             indexed = self._search_index.catch_up(conn)
         self._search_index.indexed(indexed)
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self) -> int:
+        """A PASSIVE checkpoint from a reader connection; returns the WAL's size in frames.
+
+        SQLite syncs the database file only after a checkpoint that copied every frame,
+        so the pages copied by all the others stay dirty in the page cache until then, and
+        that one sync wrote them all back: 20-25 ms with the writer waiting, when
+        :meth:`_restart_wal` finished the checkpoint in the writer's thread. They are
+        written back here instead, each round, where no commit waits for them.
+        """
         assert self._sync_reads is not None
         with self._sync_reads.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            row = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+        if self._db_fd is not None:
+            _fdatasync(self._db_fd)
+        return int(row[1])
 
     def _migrate(self) -> None:
         with self._write_transaction() as conn:
@@ -294,6 +352,9 @@ class SqlStore:
         if self._sync_reads is not None and self._read_executor is not None:
             self._read_executor.shutdown(wait=True)
             self._sync_reads.dispose()
+        if self._db_fd is not None:  # every SQLite connection is closed by now
+            os.close(self._db_fd)
+            self._db_fd = None
         if self._tempdir is not None:
             self._tempdir.cleanup()
 
