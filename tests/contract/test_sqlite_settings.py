@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from pathlib import Path
 
 from sqlalchemy import text
 
-from chatsphere.adapters.sql.store import SqlStore
+from chatsphere.adapters.sql.store import CHECKPOINT_NICENESS, SqlStore
 from tests.contract.test_store_contract import Chat
 
 
@@ -101,5 +103,23 @@ async def test_a_busy_writer_still_gets_its_wal_started_over(tmp_path: Path) -> 
         assert largest < 1_024 * 4_120, f"WAL grew to {largest} bytes over {posted} sends"
         assert store.wal_restarts > 0
         assert store.write_stats[1] >= posted
+    finally:
+        await store.close()
+
+
+async def test_checkpoints_run_at_a_lower_priority_than_the_node(tmp_path: Path) -> None:
+    # The event loop and the writer must preempt the checkpoint's page copying.
+    store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'nice.db'}")
+    await store.open()
+    try:
+        assert store._checkpoint_executor is not None
+
+        def niceness() -> int:
+            return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+        loop = asyncio.get_running_loop()
+        checkpoint_niceness = await loop.run_in_executor(store._checkpoint_executor, niceness)
+        assert checkpoint_niceness == min(niceness() + CHECKPOINT_NICENESS, 19)
+        assert await store._in_writer(niceness) == niceness()
     finally:
         await store.close()
