@@ -267,9 +267,13 @@ class SqlStore:
         conn = self._write_conn
         if conn is None:
             conn = self._write_conn = self._sync_engine.connect()
-        raw = conn.connection.driver_connection
-        assert raw is not None  # a connection checked out of the pool has one
-        busy, log_frames, copied = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        try:
+            raw = conn.connection.driver_connection
+            assert raw is not None  # a connection checked out of the pool has one
+            busy, log_frames, copied = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except BaseException:
+            self._close_write_conn()  # as after a failed transaction: the next one reconnects
+            raise
         return bool(busy == 0 and log_frames == copied)
 
     def _measure_search_lag(self) -> None:
@@ -297,7 +301,10 @@ class SqlStore:
         with self._sync_reads.connect() as conn:
             row = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
         if self._db_fd is not None:
-            _fdatasync(self._db_fd)
+            try:
+                _fdatasync(self._db_fd)
+            except OSError:  # the finishing checkpoint then syncs it, in the writer
+                log.warning("could not sync the database file", exc_info=True)
         return int(row[1])
 
     def _migrate(self) -> None:
