@@ -264,9 +264,7 @@ class SqlStore:
 
         True when every frame was copied, so the next transaction starts the WAL over.
         """
-        conn = self._write_conn
-        if conn is None:
-            conn = self._write_conn = self._sync_engine.connect()
+        conn = self._writer_connection()
         try:
             raw = conn.connection.driver_connection
             assert raw is not None  # a connection checked out of the pool has one
@@ -321,15 +319,19 @@ class SqlStore:
         transaction opens a fresh one, as the pool would have, so a broken connection
         cannot outlive the batch that found it broken.
         """
-        conn = self._write_conn
-        if conn is None:
-            conn = self._write_conn = self._sync_engine.connect()
+        conn = self._writer_connection()
         try:
             with conn.begin():
                 yield conn
         except BaseException:
             self._close_write_conn()
             raise
+
+    def _writer_connection(self) -> Connection:
+        """The writer's held connection, opened if there is none; writer thread only."""
+        if self._write_conn is None:
+            self._write_conn = self._sync_engine.connect()
+        return self._write_conn
 
     def _close_write_conn(self) -> None:
         conn, self._write_conn = self._write_conn, None
