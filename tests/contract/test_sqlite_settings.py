@@ -6,7 +6,10 @@ import asyncio
 import os
 import sqlite3
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -15,10 +18,19 @@ from chatsphere.adapters.sql.store import CHECKPOINT_NICENESS, SqlStore
 from tests.contract.test_store_contract import Chat
 
 
-async def test_writer_and_readers_are_configured_as_the_store_needs(tmp_path: Path) -> None:
-    store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'settings.db'}")
+@asynccontextmanager
+async def opened_store(url: str, **options: Any) -> AsyncIterator[SqlStore]:
+    """A store on ``url``, open for the block and closed after it."""
+    store = SqlStore(url, **options)
     await store.open()
     try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def test_writer_and_readers_are_configured_as_the_store_needs(tmp_path: Path) -> None:
+    async with opened_store(f"sqlite+aiosqlite:///{tmp_path / 'settings.db'}") as store:
 
         def writer_pragmas() -> dict[str, object]:
             with store._write_transaction() as writer:
@@ -47,15 +59,11 @@ async def test_writer_and_readers_are_configured_as_the_store_needs(tmp_path: Pa
         with store._sync_reads.connect() as reader:
             assert reader.execute(text("PRAGMA cache_size")).scalar() == -2_000
             assert reader.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-    finally:
-        await store.close()
 
 
 async def test_the_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None:
     path = tmp_path / "wal.db"
-    store = SqlStore(f"sqlite+aiosqlite:///{path}", checkpoint_interval=0.05)
-    await store.open()
-    try:
+    async with opened_store(f"sqlite+aiosqlite:///{path}", checkpoint_interval=0.05) as store:
         chat = Chat(store)
         room = await chat.room()
         await asyncio.gather(*(chat.post(room.id, "alice", f"m{i}") for i in range(300)))
@@ -65,8 +73,6 @@ async def test_the_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None
         async with asyncio.timeout(10):
             while path.stat().st_size < 256 * 1024:
                 await asyncio.sleep(0.05)
-    finally:
-        await store.close()
 
 
 async def test_a_busy_writer_still_gets_its_wal_started_over(tmp_path: Path) -> None:
@@ -75,9 +81,9 @@ async def test_a_busy_writer_still_gets_its_wal_started_over(tmp_path: Path) -> 
     # over. Without it this WAL grows by every commit's pages (~8 KiB per send here, so
     # ~50 MiB over the sends below).
     path = tmp_path / "restart.db"
-    store = SqlStore(f"sqlite+aiosqlite:///{path}", checkpoint_interval=0.02, wal_restart_frames=64)
-    await store.open()
-    try:
+    async with opened_store(
+        f"sqlite+aiosqlite:///{path}", checkpoint_interval=0.02, wal_restart_frames=64
+    ) as store:
         chat = Chat(store)
         room = await chat.room()
         stop = asyncio.Event()
@@ -106,15 +112,11 @@ async def test_a_busy_writer_still_gets_its_wal_started_over(tmp_path: Path) -> 
         # bound leaves room for a checkpoint thread starved of CPU by a busy machine.)
         assert largest < 4_096 * 4_120, f"WAL grew to {largest} bytes over {posted} sends"
         assert store.write_stats[1] >= posted
-    finally:
-        await store.close()
 
 
 async def test_checkpoints_run_at_a_lower_priority_than_the_node(tmp_path: Path) -> None:
     # The event loop and the writer must preempt the checkpoint's page copying.
-    store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'nice.db'}")
-    await store.open()
-    try:
+    async with opened_store(f"sqlite+aiosqlite:///{tmp_path / 'nice.db'}") as store:
         assert store._checkpoint_executor is not None
 
         def niceness() -> int:
@@ -124,14 +126,10 @@ async def test_checkpoints_run_at_a_lower_priority_than_the_node(tmp_path: Path)
         checkpoint_niceness = await loop.run_in_executor(store._checkpoint_executor, niceness)
         assert checkpoint_niceness == min(niceness() + CHECKPOINT_NICENESS, 19)
         assert await store._in_writer(niceness) == niceness()
-    finally:
-        await store.close()
 
 
 async def test_a_finishing_checkpoint_that_fails_leaves_no_broken_writer(tmp_path: Path) -> None:
-    store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'finish.db'}")
-    await store.open()
-    try:
+    async with opened_store(f"sqlite+aiosqlite:///{tmp_path / 'finish.db'}") as store:
         chat = Chat(store)
         room = await chat.room()
         first = await chat.post(room.id, "alice", "before")
@@ -148,5 +146,3 @@ async def test_a_finishing_checkpoint_that_fails_leaves_no_broken_writer(tmp_pat
         assert store._write_conn is None
         after = await chat.post(room.id, "bob", "after")
         assert after.seq == first.seq + 1
-    finally:
-        await store.close()
