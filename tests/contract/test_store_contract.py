@@ -435,6 +435,45 @@ async def test_the_batch_finds_stored_client_ids_by_seeking_the_unique_key(chat:
         assert "Index Cond: ((room_id)::text = (k.r)::text" in plan, plan
 
 
+async def test_postgres_probes_the_unique_key_for_a_full_batch_of_a_growing_table(
+    chat: Chat,
+) -> None:
+    # Without statistics, a plain join of 200 keys against a few thousand rows was
+    # planned as a hash join over a scan of every message: ~10 ms per group commit.
+    if chat.store.dialect != "postgresql":
+        pytest.skip("PostgreSQL's planner")
+    room = await chat.room()
+    grow = (
+        "INSERT INTO messages (id, room_id, seq, sender_id, type, content, metadata, "
+        "reply_count, mentions, client_message_id, status, created_at) "
+        "SELECT 'm-' || g, %s, g, 'alice', 'text', repeat('x', 64), '{}', 0, '[]', "
+        "'c-' || g, 'sent', 0 FROM generate_series(1, 6000) AS g"
+    )
+    await driver_rows(chat.store, (grow, (room.id,)))
+    keys = [(room.id, "bob", f"k-{n}") for n in range(200)]
+    statements = BulkStatements("postgresql")
+    sql, params = statements._stored_keys(keys)
+    (rows,) = await driver_rows(chat.store, ("EXPLAIN " + sql, params))
+    plan = " ".join(row[0] for row in rows)
+    assert "Seq Scan on messages" not in plan, plan
+    assert "uq_messages_client_id" in plan, plan
+    # …and still answers which keys are stored.
+    probe = [(room.id, "alice", "c-17"), (room.id, "alice", "c-x"), (room.id, "bob", "c-18")]
+    (stored,) = await driver_rows(chat.store, statements._stored_keys(probe))
+    assert [tuple(row) for row in stored] == [(room.id, "alice", "c-17")]
+
+
+async def test_postgres_sessions_plan_each_execution_for_its_parameters(store: SqlStore) -> None:
+    # A generic plan chosen while the tables were empty would stay for the connection's
+    # life (the writer holds its connection): every session plans each execution anew.
+    if store.dialect != "postgresql":
+        pytest.skip("PostgreSQL's plan cache")
+    ((writer,),) = (await driver_rows(store, ("SHOW plan_cache_mode", None)))[0]
+    async with store._read_engine.connect() as conn:
+        reader = (await conn.exec_driver_sql("SHOW plan_cache_mode")).scalar()
+    assert (writer, reader) == ("force_custom_plan", "force_custom_plan")
+
+
 async def test_a_thread_is_read_from_the_partial_index_of_replies(chat: Chat) -> None:
     # ix_messages_reply_to holds replies only (migration 0005); the thread query must
     # still be answered from it rather than by a scan of every message.
