@@ -329,8 +329,8 @@ def write_markdown(path: Path, meta: dict[str, Any], cases: list[Case], root: Pa
         "",
         "- **ChatSphere**: `python -m chatsphere serve` with "
         "`AUTH_MODE=jwt RATE_LIMIT_ENABLED=false MODERATION_ENABLED=false LOG_LEVEL=WARNING`, "
-        "SQLite (WAL, synchronous=FULL) in a fresh file per scenario, PostgreSQL at "
-        f"`{meta['pg_url']}` where stated.",
+        "SQLite (WAL, synchronous=FULL) in a fresh file per scenario, PostgreSQL where "
+        f"stated, in a database created empty per scenario on the server of `{meta['pg_url']}`.",
         f"- **websockets**: {SERVER_TITLES['websockets']}, `bench/baselines/ws_broadcast.py`: "
         "the same frames, one `broadcast()` per message, no persistence, uvloop.",
         f"- **Socket.IO**: {SERVER_TITLES['socketio']}, `bench/baselines/socketio_server.py`: "

@@ -30,7 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -258,15 +259,53 @@ def pg_reachable(url: str) -> bool:
     return tcp_open(host or "127.0.0.1", int(port or 5432))
 
 
+@contextlib.contextmanager
+def fresh_pg_database(url: str) -> Iterator[str]:
+    """A new, empty database beside the one ``url`` names, dropped afterwards.
+
+    Every PostgreSQL case starts from empty tables, as the SQLite cases do from a new
+    file: figures that depended on what earlier runs left behind could not be compared,
+    and the benchmark's rows stay out of the database it was pointed at.
+    """
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(url).set(drivername="postgresql")
+    name = f"{admin.database or 'postgres'}_chatsphere_bench"
+    dsn = admin.render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def run_case(
     ctx: RunContext, scenario: Scenario, server: str, db: str, profile: Profile
 ) -> dict[str, Any]:
     """Start the server(s), run one scenario against them, stop them."""
-    label = f"{scenario.key}-{server}-{db}"
     case: dict[str, Any] = {"scenario": scenario.key, "server": server, "db": db}
-    if db == "postgres" and not pg_reachable(ctx.pg_url):
+    if db != "postgres":
+        return _run_case(ctx, scenario, server, db, profile, case)
+    if not pg_reachable(ctx.pg_url):
         case["result"] = {"ok": False, "aborted": f"PostgreSQL not reachable at {ctx.pg_url}"}
         return case
+    with fresh_pg_database(ctx.pg_url) as pg_url:
+        return _run_case(replace(ctx, pg_url=pg_url), scenario, server, db, profile, case)
+
+
+def _run_case(
+    ctx: RunContext,
+    scenario: Scenario,
+    server: str,
+    db: str,
+    profile: Profile,
+    case: dict[str, Any],
+) -> dict[str, Any]:
+    label = f"{scenario.key}-{server}-{db}"
     case["background_cpu_pct"] = wait_for_quiet(ctx.quiet_wait)
     nodes: list[ServerProcess] = []
     try:
