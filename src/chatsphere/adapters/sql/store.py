@@ -106,13 +106,14 @@ _WRITER_AUTOCHECKPOINT_PAGES = 50_000
 WAL_RESTART_FRAMES = 16_384
 _fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
-#: PostgreSQL: plan every execution of a prepared statement for its own parameters and
-#: the tables as they are now. Both drivers prepare repeated statements on the server,
-#: and after five executions PostgreSQL may settle on a generic plan for good. On a node
-#: that started on an empty database that plan scanned ``messages`` whole for every
-#: batch's client-id lookup (and ``rooms`` for the counters), for as long as the
-#: connection lived, as the tables grew: in S4 the p50 at 1,600 msg/s rose from 23 to
-#: 36 ms within two 6 s steps. Planning these statements costs microseconds.
+#: PostgreSQL, read sessions: plan every execution of a prepared statement for its own
+#: parameters and the tables as they are now. asyncpg prepares every statement on the
+#: server, and after five executions PostgreSQL may settle on a generic plan for the
+#: connection's life, made perhaps while the tables were empty. The writer's session
+#: keeps generic plans for its inserts (re-planning each cost its backend ~15 % more
+#: CPU per message) and never prepares the two lookups whose plans depend on table
+#: sizes (see bulk.py); on a node started on an empty database the prepared client-id
+#: lookup had settled on a scan of ``messages`` in every group commit.
 _PG_PLAN_CACHE_MODE = "force_custom_plan"
 
 
@@ -222,7 +223,6 @@ class SqlStore:
                 sync_url,
                 pool_size=2,
                 max_overflow=2,
-                connect_args=_pg_connect_args(sync_url),
             )
             self._read_engine = create_async_engine(
                 self.url,
