@@ -1,0 +1,41 @@
+"""Each PostgreSQL case of the benchmark runs in a database created empty for it."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from bench.run import fresh_pg_database
+from sqlalchemy.engine import make_url
+
+from tests.conftest import PG_URL, require_service
+
+pytestmark = pytest.mark.slow
+
+
+def _plain(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _databases() -> set[str]:
+    with psycopg.connect(_plain(PG_URL)) as conn:
+        return {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+
+
+def test_a_case_gets_an_empty_database_that_is_dropped_afterwards() -> None:
+    require_service("PostgreSQL", PG_URL, 5432)
+    # Named after the "postgres" database so that a benchmark running beside the suite
+    # (whose cases use the test database's name) is not disturbed.
+    base = make_url(PG_URL).set(database="postgres").render_as_string(hide_password=False)
+    for _ in range(2):  # the second round finds the first one's database gone, not reused
+        with fresh_pg_database(base) as url:
+            name = make_url(url).database
+            assert name is not None and name != "postgres"
+            assert make_url(url).drivername == make_url(PG_URL).drivername
+            with psycopg.connect(_plain(url)) as conn:
+                tables = conn.execute(
+                    "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+                ).fetchone()
+                assert tables == (0,)
+                conn.execute("CREATE TABLE left_behind (id int)")
+            assert name in _databases()
+        assert name not in _databases()
