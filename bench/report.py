@@ -6,6 +6,7 @@ import json
 import shutil
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -206,19 +207,20 @@ def _traffic_section(cases: list[Case], key: str, p99_limit: float) -> list[str]
     lines += ["", "<details><summary>Every measured step</summary>", ""]
     lines += [
         "| Server | Step | Offered msg/s | Msg/s | Deliveries/s | p50 | p99 | Ack p99 | "
-        "Server CPU % | Gen CPU % | Other CPU % | Verdict |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "Server CPU % | Gen CPU % | Other CPU % | Steal % | Verdict |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for c in rows:
         for s in c["result"].get("steps", []):
             verdict = "ok" if s["ok"] else s["reason"].replace("|", "/")
             if s.get("disturbed"):
-                verdict = f"disturbed by other processes, repeated ({verdict})"
+                verdict = f"disturbed by other load, repeated ({verdict})"
             lines.append(
                 f"| {_label(c)} | {s['step']} | {_fmt(s['rate'])} | {_fmt(s['messages_per_s'])} | "
                 f"{_fmt(s['deliveries_per_s'])} | {_fmt(s['p50_ms'])} | {_fmt(s['p99_ms'])} | "
                 f"{_fmt(s['ack_p99_ms'])} | {_srv(s)} | "
-                f"{_fmt(s['gen_cpu_pct'])} | {_fmt(s.get('other_cpu_pct'))} | {verdict} |"
+                f"{_fmt(s['gen_cpu_pct'])} | {_fmt(s.get('other_cpu_pct'))} | "
+                f"{_fmt(s.get('steal_pct'))} | {verdict} |"
             )
     lines += ["", "</details>"]
     return lines
@@ -234,18 +236,18 @@ def _half_rate_table(rows: list[Case]) -> list[str]:
         "Latency at half the best sustained rate (after a warm-up at that rate):",
         "",
         "| Server | Offered msg/s | Deliveries/s | p50 (ms) | p99 (ms) | Ack p99 (ms) | "
-        "Server CPU (%) | Generator CPU (%) | Verdict |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "Server CPU (%) | Generator CPU (%) | Steal (%) | Verdict |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for c, h in measured:
         if not h:
-            lines.append(f"| {_label(c)} | not measured | | | | | | | |")
+            lines.append(f"| {_label(c)} | not measured | | | | | | | | |")
             continue
         verdict = "ok" if h["ok"] else h["reason"].replace("|", "/")
         lines.append(
             f"| {_label(c)} | {_fmt(h['rate'])} | {_fmt(h['deliveries_per_s'])} | "
             f"{_fmt(h['p50_ms'])} | {_fmt(h['p99_ms'])} | {_fmt(h['ack_p99_ms'])} | {_srv(h)} | "
-            f"{_fmt(h['gen_cpu_pct'])} | {verdict} |"
+            f"{_fmt(h['gen_cpu_pct'])} | {_fmt(h.get('steal_pct'))} | {verdict} |"
         )
     return lines
 
@@ -265,9 +267,12 @@ def _limits(cases: list[Case]) -> list[str]:
         "- Fan-out to 1,000 members (S2) is as costly to read as to write: the generator "
         "receives every delivery on its one core, so near the top of S2 compare 'Generator "
         "CPU' with 'Server CPU' — when both are high, the generator shares the limit.",
-        "- The machine is shared: a step during which other processes used more than 30% of "
-        "a core is flagged as disturbed, left out of the scoring and run again (a bounded "
-        "number of times); 'Other CPU %' in the step tables shows what they used.",
+        "- The machine is shared: a step during which other load took more than 30% of a "
+        "core is flagged as disturbed, left out of the scoring and run again (a bounded "
+        "number of times). 'Other CPU %' in the step tables is the machine's busy time beyond "
+        "the server, the generator and PostgreSQL: other processes, kernel threads, and time "
+        "the hypervisor gave to other guests ('Steal %', also shown on its own). Steal "
+        "slows the server and the generator without showing in their own CPU figures.",
     ]
     saturated = []
     for c in cases:
@@ -291,12 +296,12 @@ def _limits(cases: list[Case]) -> list[str]:
         worst = max((s.get("other_cpu_pct") or 0.0 for s in samples), default=0)
         if worst > 20 or (c.get("background_cpu_pct") or 0) > 25:
             disturbed.append(
-                f"{c['scenario']} {_label(c)} (up to {worst:.0f}% of a core in other processes; "
+                f"{c['scenario']} {_label(c)} (up to {worst:.0f}% of a core in other load; "
                 f"{c.get('background_cpu_pct', 0):.0f}% before it started)"
             )
     if disturbed:
         notes.append(
-            "- Other processes were using CPU during: "
+            "- Other load (processes or steal) took CPU during: "
             + "; ".join(disturbed)
             + ". Those figures are lower than a quiet machine would give."
         )
@@ -314,11 +319,12 @@ def write_markdown(path: Path, meta: dict[str, Any], cases: list[Case], root: Pa
     versions = {name: package_version(name) for name in PACKAGES}
     versions["SQLite"] = sqlite3.sqlite_version
     versions["PostgreSQL server"] = postgres_version()
+    revision = meta.get("revision") or git_revision(root)  # recorded by runs since 2026-12-02
     lines = [
         "# ChatSphere benchmark results",
         "",
         f"Produced by `{meta['command']}` (profile **{meta['profile']}**) on {meta['started']}, "
-        f"in {meta['duration_s']} s. Source revision: `{git_revision(root)}`.",
+        f"in {meta['duration_s']} s. Source revision: `{revision}`.",
         "",
         f"Machine: {machine['cpu']}, {machine['memory']}, Linux {machine['kernel']}, "
         f"Python {machine['python']}, open-file limit {machine['fd_limit']}.",
@@ -453,3 +459,22 @@ def write_all(out_dir: Path, meta: dict[str, Any], cases: list[Case], root: Path
     (out_dir / "results.json").write_text(json.dumps({"meta": meta, "cases": cases}, indent=1))
     write_plot(out_dir / "results.png", cases, meta["profile"])
     write_markdown(out_dir / "RESULTS.md", meta, cases, root)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite RESULTS.md and results.png from the results.json of a finished run."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("out_dir", nargs="?", default=str(Path(__file__).resolve().parent))
+    args = parser.parse_args(argv)
+    out_dir = Path(args.out_dir)
+    data = json.loads((out_dir / "results.json").read_text())
+    meta, cases = data["meta"], data["cases"]
+    write_plot(out_dir / "results.png", cases, meta["profile"])
+    write_markdown(out_dir / "RESULTS.md", meta, cases, Path(__file__).resolve().parent.parent)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -51,7 +51,7 @@ from bench.scenarios import (  # noqa: E402
     Profile,
     Scenario,
 )
-from bench.sysinfo import HostMeter  # noqa: E402
+from bench.sysinfo import HostMeter, git_revision  # noqa: E402
 
 BENCH = ROOT / "bench"
 JWT_SECRET = "bench-secret-0123456789-chatsphere-benchmark"  # >= 32 bytes, as the server asks
@@ -419,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_quiet(4 * args.quiet_wait)
         started = time.monotonic()
         started_at = datetime.now(UTC)
+        revision = git_revision(ROOT)  # the code under test, before anything is written
         cases = []
         for key in keys:
             scenario = SCENARIOS[key]
@@ -434,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
             "started": started_at.strftime("%Y-%m-%d %H:%M UTC"),
             "duration_s": round(time.monotonic() - started),
             "pg_url": args.pg_url,
+            "revision": revision,
             "scenarios": keys,
             "servers": servers,
         }
