@@ -3,9 +3,10 @@
 Four SDK senders and one REST sender (``Idempotency-Key``) send 2,000 messages in
 total, each with its own client message id, several in flight at a time. A seeded RNG
 picks the moments at which the server process is killed with SIGKILL and restarted
-on the same ports and SQLite file; the SDK reconnects and retries unacknowledged
-sends with the same ``clientMessageId`` on its own, the REST sender retries with the
-same key. A reader stays connected throughout, reconnecting and resuming on its own.
+on the same ports and store (a SQLite file; in a second run a PostgreSQL database);
+the SDK reconnects and retries unacknowledged sends with the same ``clientMessageId``
+on its own, the REST sender retries with the same key. A reader stays connected
+throughout, reconnecting and resuming on its own.
 
 Afterwards: every acknowledged message is in history exactly once, with the seq it
 was acknowledged with; no client message id is stored twice; the room's event log is
@@ -29,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import PG_URL, require_service, reset_postgres
 from tests.reliability._support import (
     RecordingClient,
     all_history,
@@ -51,12 +53,20 @@ KILLS = 4
 
 @pytest.mark.slow
 @pytest.mark.timeout(150)
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
 async def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
-    server_factory: ServerFactory,
+    server_factory: ServerFactory, store: str
 ) -> None:
     rng = random.Random(SEED)
     started = time.monotonic()
-    server = server_factory()
+    if store == "postgres":
+        # The killed node's PostgreSQL sessions die with it, mid-transaction or with a
+        # COMMIT sent and its answer lost; the restarted node finds what was committed.
+        require_service("PostgreSQL", PG_URL, 5432)
+        await reset_postgres(PG_URL)
+        server = server_factory(DATABASE_URL=PG_URL)
+    else:
+        server = server_factory()
     await server.start()
     room_id = await create_room(server, "owner", "crash")
 
@@ -180,8 +190,8 @@ async def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
 
     elapsed = time.monotonic() - started
     print(
-        f"\nCRASH-TEST seed={SEED} sent={TOTAL} acked={len(acked)} kills={len(kills)} "
-        f"lost={len(lost)} duplicates={len(duplicated)} "
+        f"\nCRASH-TEST store={store} seed={SEED} sent={TOTAL} acked={len(acked)} "
+        f"kills={len(kills)} lost={len(lost)} duplicates={len(duplicated)} "
         f"lost_acks_recovered_by_retry={lost_acks_recovered} stored={len(history)} "
         f"last_seq={last_seq} event_log_gaps={len(log_gaps)} "
         f"reader_reconnects={reader.connections - 1} reader_missed={len(missing_for_reader)} "
@@ -221,8 +231,9 @@ async def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
         if " WARNING " in line or " ERROR " in line or " CRITICAL " in line or "Traceback" in line
     ]
     assert not complaints, complaints[:10]
-    with contextlib.closing(sqlite3.connect(server.db_path)) as db:
-        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    if store == "sqlite":
+        with contextlib.closing(sqlite3.connect(server.db_path)) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
 async def test_sdk_reconnects_through_handshakes_cut_off_midway(
