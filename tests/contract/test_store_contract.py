@@ -435,13 +435,12 @@ async def test_the_batch_finds_stored_client_ids_by_seeking_the_unique_key(chat:
         assert "Index Cond: ((room_id)::text = (k.r)::text" in plan, plan
 
 
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_postgres_probes_the_unique_key_for_a_full_batch_of_a_growing_table(
     chat: Chat,
 ) -> None:
     # Without statistics, a plain join of 200 keys against a few thousand rows was
     # planned as a hash join over a scan of every message: ~10 ms per group commit.
-    if chat.store.dialect != "postgresql":
-        pytest.skip("PostgreSQL's planner")
     room = await chat.room()
     grow = (
         "INSERT INTO messages (id, room_id, seq, sender_id, type, content, metadata, "
@@ -463,12 +462,11 @@ async def test_postgres_probes_the_unique_key_for_a_full_batch_of_a_growing_tabl
     assert [tuple(row) for row in stored] == [(room.id, "alice", "c-17")]
 
 
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_postgres_plans_made_for_empty_tables_do_not_outlive_them(chat: Chat) -> None:
     # A plan PostgreSQL settles on after five executions of a prepared statement lasts
     # as long as the connection. The writer holds its connection, so the lookups whose
     # plan depends on the tables' sizes are never prepared; read sessions re-plan all.
-    if chat.store.dialect != "postgresql":
-        pytest.skip("PostgreSQL's plan cache")
     room = await chat.room()
     for n in range(12):
         await chat.post(room.id, "alice", f"m{n}", client_id=f"c-{n}")
