@@ -462,7 +462,7 @@ def write_all(out_dir: Path, meta: dict[str, Any], cases: list[Case], root: Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Rewrite RESULTS.md and results.png from the results.json of a finished run."""
+    """Rewrite the report and plot from the results.json of a finished run."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
@@ -470,9 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out_dir = Path(args.out_dir)
     data = json.loads((out_dir / "results.json").read_text())
-    meta, cases = data["meta"], data["cases"]
-    write_plot(out_dir / "results.png", cases, meta["profile"])
-    write_markdown(out_dir / "RESULTS.md", meta, cases, Path(__file__).resolve().parent.parent)
+    write_all(out_dir, data["meta"], data["cases"], Path(__file__).resolve().parent.parent)
     return 0
 
 

@@ -127,17 +127,15 @@ class BatchApplier:
         with self._sql.pipeline(raw) if posts_only else nullcontext():
             cursor = raw.cursor()  # type: ignore[union-attr]
             try:
-                return self._apply(conn, raw, cursor, commands, posts_only)
+                outcomes = self._apply(conn, raw, cursor, commands)
+                if posts_only:
+                    self._sql.commit_in_pipeline(cursor)
+                return outcomes
             finally:
                 cursor.close()
 
     def _apply(
-        self,
-        conn: Connection,
-        raw: Any,
-        cursor: Cursor,
-        commands: list[WriteCommand],
-        posts_only: bool,
+        self, conn: Connection, raw: Any, cursor: Cursor, commands: list[WriteCommand]
     ) -> list[Outcome]:
         wanted = {
             _client_key(c)
@@ -171,8 +169,6 @@ class BatchApplier:
             except ChatError as exc:
                 outcomes.append(exc)
         self._flush(cursor, pending, states)
-        if posts_only:
-            self._sql.commit_in_pipeline(cursor)
         return outcomes
 
     def _flush(self, cursor: Cursor, pending: _Pending, states: dict[str, _RoomState]) -> None:

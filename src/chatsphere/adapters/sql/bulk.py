@@ -60,15 +60,16 @@ class BulkStatements:
         self._insert_messages = self._insert(t.messages, skip=("pk",))
         self._insert_mentions = self._insert(t.mentions)
         self._insert_events = self._insert(t.room_events)
-        self._update_rooms = (
-            f"UPDATE rooms SET last_seq = {self._named('seq')}, "
-            f"member_count = {self._named('members')} WHERE id = {self._named('target')}"
-        )
         if self._postgres:
             self._update_rooms = (
                 "UPDATE rooms SET last_seq = v.seq, member_count = v.members "
                 "FROM json_to_recordset(%s::json) AS v(id varchar, seq bigint, members integer) "
                 "WHERE rooms.id = v.id"
+            )
+        else:
+            self._update_rooms = (
+                f"UPDATE rooms SET last_seq = {self._named('seq')}, "
+                f"member_count = {self._named('members')} WHERE id = {self._named('target')}"
             )
         self._add_replies = (
             f"UPDATE messages SET reply_count = reply_count + {self._named('n')} "
@@ -107,20 +108,18 @@ class BulkStatements:
         statement. A no-op on SQLite, which is in-process."""
         return connection.pipeline() if self._postgres else nullcontext()
 
-    def commit_in_pipeline(self, cursor: Cursor) -> bool:
+    def commit_in_pipeline(self, cursor: Cursor) -> None:
         """On PostgreSQL, queue the transaction's COMMIT behind the batch's writes, so the
-        pipeline's closing round trip returns once they are durable. Returns whether it
-        did; the driver then finds no transaction left for the caller's commit.
+        pipeline's closing round trip returns once they are durable; the driver then
+        finds no transaction left for the caller's commit. A no-op on SQLite.
 
         Committed separately, the commit was a round trip of its own after the writes'
         (a third of a small batch's wall time in the writer). If a write fails, the
         server skips the COMMIT with the rest of the pipeline and the transaction is
         rolled back.
         """
-        if not self._postgres:
-            return False
-        cursor.execute("COMMIT", prepare=False)  # type: ignore[call-arg]
-        return True
+        if self._postgres:
+            cursor.execute("COMMIT", prepare=False)  # type: ignore[call-arg]
 
     def _stored_keys(self, keys: Sequence[tuple[str, str, str]]) -> tuple[str, Sequence[Any]]:
         """The lookup of stored (room, sender, client id) triples, by their unique key.
