@@ -66,7 +66,9 @@ async def test_the_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None
     async with opened_store(f"sqlite+aiosqlite:///{path}", checkpoint_interval=0.05) as store:
         chat = Chat(store)
         room = await chat.room()
-        await asyncio.gather(*(chat.post(room.id, "alice", f"m{i}") for i in range(300)))
+        await asyncio.gather(
+            *(chat.post(room.id, "alice", f"m{i} {'x' * 300}") for i in range(300))
+        )
         assert Path(f"{path}-wal").stat().st_size > 256 * 1024
         # Committed pages live in the WAL until a checkpoint copies them into the
         # database file; the writer alone would not before 50,000 pages (~200 MiB).

@@ -307,6 +307,108 @@ async def test_replayed_frames_are_the_committed_bytes(chat: Chat) -> None:
         assert stored[event.seq] == event.frame
 
 
+async def test_a_message_is_logged_once_and_replayed_as_committed(chat: Chat) -> None:
+    # A post is its messages row alone: no room_events copy of its content. The replay
+    # rebuilds the committed frame from the row, through edits, reactions and replies.
+    room = await chat.room(joined=("alice", "bob", "carol"))
+    root = await chat.post(room.id, "alice", "first words @bob", client_id="c-1")
+    await chat.post(room.id, "bob", "a reply", reply_to=root.id)
+    await chat.store.commit(AddReaction(room.id, root.id, "carol", "🎉", now()))
+    for text in ("second words @carol", "third words"):
+        await chat.store.commit(EditMessage(room.id, root.id, "alice", {"text": text}, (), now()))
+    await chat.store.commit(
+        AddMember(Member(room.id, "dave", Role.MEMBER, MembershipState.JOINED, now()), "alice")
+    )
+    stored = {e.seq: e for e in await chat.store.events_after(room.id, 0, 100)}
+    assert [stored[e.seq].frame for e in chat.committed] == [e.frame for e in chat.committed]
+    assert [e.type for e in chat.committed] == [
+        "new_message",
+        "new_message",
+        "reaction_added",
+        "message_edited",
+        "message_edited",
+        "user_joined",
+    ]
+    replayed_root = orjson.loads(stored[2].frame)["data"]
+    assert replayed_root["content"] == {"text": "first words @bob"}
+    assert (replayed_root["mentions"], replayed_root["replyCount"]) == (["bob"], 0)
+    ((copies,),) = await driver_rows(
+        chat.store, ("SELECT count(*) FROM room_events WHERE type = 'new_message'", ())
+    )
+    assert copies == (0,)
+
+
+async def test_an_upgrade_drops_the_copies_older_nodes_logged(database_url: str) -> None:
+    # Before migration 0006 a post also wrote its data to room_events. Such a database
+    # is upgraded on open, and resume then finds each message once, with the same bytes.
+    store = SqlStore(database_url)
+    await store.open()
+    chat = Chat(store)
+    try:
+        room = await chat.room()
+        await chat.post(room.id, "alice", "from an older node")
+        [posted] = [e for e in chat.committed if e.type is EventType.NEW_MESSAGE]
+        marks = ", ".join(["?" if store.dialect == "sqlite" else "%s"] * 7)
+        data = orjson.dumps(posted.data).decode()
+        legacy_row = (room.id, posted.seq, "new_message", data, "alice", posted.message_id, 0)
+        await driver_rows(
+            store,
+            (
+                "INSERT INTO room_events (room_id, seq, type, data, actor_id, message_id, "
+                f"created_at) VALUES ({marks})",
+                legacy_row,
+            ),
+            ("UPDATE alembic_version SET version_num = '0005'", ()),
+        )
+    finally:
+        await store.close()
+    reopened = SqlStore(database_url)
+    await reopened.open()
+    try:
+        replayed = await reopened.events_after(room.id, 0, 10)
+        assert [e.seq for e in replayed] == [1, posted.seq]
+        assert replayed[1].frame == posted.frame
+        ((version,),) = await driver_rows(reopened, ("SELECT version_num FROM alembic_version", ()))
+        assert version != ("0005",)
+    finally:
+        await reopened.close()
+
+
+async def test_the_log_pages_across_messages_and_other_events(chat: Chat) -> None:
+    room = await chat.room()
+    kinds = []
+    for n in range(5):
+        message = await chat.post(room.id, "alice", f"m{n}")
+        await chat.store.commit(AddReaction(room.id, message.id, "bob", "👍", now()))
+        kinds += ["new_message", "reaction_added"]
+    seen = []
+    after = 0
+    while page := await chat.store.events_after(room.id, after, 3):
+        assert len(page) <= 3
+        seen += page
+        after = page[-1].seq
+    assert [e.seq for e in seen] == list(range(1, 12))
+    assert [e.type for e in seen] == ["room_created", *kinds]
+
+
+async def test_a_deleted_message_replays_without_its_content(chat: Chat) -> None:
+    room = await chat.room()
+    message = await chat.post(room.id, "alice", "private @bob")
+    [posted] = [e for e in chat.committed if e.type is EventType.NEW_MESSAGE]
+    await chat.store.commit(DeleteMessage(room.id, message.id, "alice", now()))
+    [replayed] = [e for e in await chat.store.events_after(room.id, 0, 10) if e.seq == posted.seq]
+    expected = dict(
+        posted.data,
+        content={},
+        metadata={},
+        status=MessageStatus.DELETED.value,
+        mentions=[],
+        reactions=[],
+    )
+    assert orjson.loads(replayed.frame)["data"] == expected
+    assert b"private" not in replayed.frame
+
+
 async def test_commit_listener_sees_each_event_once_in_seq_order(chat: Chat) -> None:
     rooms = [await chat.room() for _ in range(2)]
     drafts = [chat.draft(rooms[i % 2].id, "alice", f"m{i}") for i in range(40)]

@@ -7,6 +7,10 @@ concurrent nodes cannot deadlock) at the start. Commands are checked against the
 state they target *before* taking a ``seq``, so a refused command never leaves a gap.
 Message inserts, the bulk of the traffic, are deferred and written with one
 ``executemany`` per table.
+
+A new message is logged once: its ``messages`` row, numbered with the room's ``seq``,
+is its entry in the room's event log, and ``room_events`` holds every other kind of
+event (the store merges the two when it replays; see ``replay.py``).
 """
 
 from __future__ import annotations
@@ -71,15 +75,13 @@ class _Pending:
 
 
 def _scrubbed(kind: str, data: dict[str, Any]) -> dict[str, Any] | None:
-    """An event's data without the deleted message's content; None if it carries none."""
-    if kind == EventType.NEW_MESSAGE.value:
-        data.update(
-            content={}, metadata={}, status=MessageStatus.DELETED.value, mentions=[], reactions=[]
-        )
-    elif kind == EventType.MESSAGE_EDITED.value:
-        data.update(content={}, mentions=[])
-    else:
+    """An event's data without the deleted message's content; None if it carries none.
+
+    Only edits carry content in ``room_events``: the message itself is its own row,
+    which the delete empties."""
+    if kind != EventType.MESSAGE_EDITED.value:
         return None
+    data.update(content={}, mentions=[])
     return data
 
 
@@ -180,6 +182,7 @@ class BatchApplier:
             self._sql.add_replies(cursor, pending.replies)
         if pending.events:
             self._sql.insert_events(cursor, pending.events)
+        if pending.events or pending.messages:
             self._sql.write_counters(
                 cursor, [(room, s.last_seq, s.member_count) for room, s in states.items()]
             )
@@ -194,21 +197,26 @@ class BatchApplier:
         at: datetime,
         actor_id: str | None,
         message_id: str | None = None,
+        *,
+        logged: bool = True,
     ) -> RoomEvent:
+        """Number the room's next event; unless ``logged`` is false (a new message,
+        whose own row is its log entry), queue its ``room_events`` row."""
         state.last_seq += 1
         seq = state.last_seq
         data_json = orjson.dumps(data)
-        pending.events.append(
-            {
-                "room_id": room_id,
-                "seq": seq,
-                "type": kind.value,
-                "data": data_json.decode(),
-                "actor_id": actor_id,
-                "message_id": message_id,
-                "created_at": to_ms(at),
-            }
-        )
+        if logged:
+            pending.events.append(
+                {
+                    "room_id": room_id,
+                    "seq": seq,
+                    "type": kind.value,
+                    "data": data_json.decode(),
+                    "actor_id": actor_id,
+                    "message_id": message_id,
+                    "created_at": to_ms(at),
+                }
+            )
         return RoomEvent(
             room_id=room_id,
             seq=seq,
@@ -238,6 +246,7 @@ class BatchApplier:
                     message.created_at,
                     message.sender_id,
                     message.id,
+                    logged=False,
                 )
                 row = message_row(message)
                 row["seq"] = seq

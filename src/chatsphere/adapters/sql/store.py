@@ -60,6 +60,7 @@ from .codec import (
     settings_to_json,
     to_ms,
 )
+from .replay import log_after, stored_event
 from .search_index import CATCH_UP_LIMIT, SearchIndexer
 from .writer import GroupCommitWriter
 
@@ -792,21 +793,8 @@ class SqlStore:
         ]
 
     async def events_after(self, room_id: str, after_seq: int, limit: int) -> list[StoredEvent]:
-        rows = await self._all(
-            select(t.room_events.c.seq, t.room_events.c.type, t.room_events.c.data)
-            .where(and_(t.room_events.c.room_id == room_id, t.room_events.c.seq > after_seq))
-            .order_by(t.room_events.c.seq)
-            .limit(limit)
-        )
-        return [
-            StoredEvent(
-                room_id,
-                r["seq"],
-                r["type"],
-                room_event_frame(r["type"], room_id, r["seq"], r["data"].encode()),
-            )
-            for r in rows
-        ]
+        rows = await self._all(log_after(room_id, after_seq, limit))
+        return [stored_event(room_id, r) for r in rows]
 
     async def unread_count(self, room_id: str, user_id: str) -> tuple[int, int]:
         member = await self.get_member(room_id, user_id)
