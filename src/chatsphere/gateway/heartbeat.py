@@ -1,6 +1,6 @@
 """Server pings, spread over time so connections opened together are not pinged together.
 
-A timing wheel with one-second slots: each connection's first ping falls at a random
+A timing wheel with 100 ms slots: each connection's first ping falls at a random
 point within the first interval, then every ``interval`` ± 10 %. One task per node
 walks the slots; a connection whose pong does not come within ``timeout`` is closed
 with 4001 (it may reconnect and resume) and its presence is cleared by the handler.
@@ -16,15 +16,19 @@ connection in a due slot and, synchronously,
   socket) and places it again at the earlier of its next ping and the ping's deadline,
   so a silent peer is closed ``timeout`` (plus at most one slot) after the ping.
 
-Deadlines are exact (a connection is never closed before ``timeout`` has passed);
-pings, as before, go out when their one-second slot is walked. A connection is visited
-twice per interval when ``timeout < interval`` (the check, then the next ping); a visit
-is a few dict and set operations (~1.2 µs per ping for the walk alone, against ~23 µs
-for the task and ``wait_for`` per ping it replaces). With 10,000 idle connections on
-uvloop (then on the websockets library), the whole ping (write, pong parsed,
-bookkeeping) went from ~116-145 µs to ~32-36 µs of CPU (5 s interval, ~2,000 pings/s);
-at the default 25 s interval (~400 pings/s) 1.65 % of a core instead of 3.8 %. How a
-ping is written and its pong noticed is the pinger's business; see ws_server.py.
+Deadlines are exact (a connection is never closed before ``timeout`` has passed); pings
+go out when their slot is walked. Slots are short because a walk runs on the event loop:
+with one-second slots, 10,000 connections at the default 25 s interval meant ~400 pings
+in one go every second, and a probe room's delivery p99 rose from 2.6-3.2 to 6.4-8.7 ms
+while they went out (100 ms slots: 3.4-4.1 ms; S1's heartbeat rounds in bench/RESULTS.md
+measure it). A connection is visited twice per interval when ``timeout < interval`` (the
+check, then the next ping); a visit is a few dict and set operations (~1.2 µs per ping
+for the walk alone, against ~23 µs for the task and ``wait_for`` per ping it replaces).
+With 10,000 idle connections on uvloop (then on the websockets library), the whole ping
+(write, pong parsed, bookkeeping) went from ~116-145 µs to ~32-36 µs of CPU (5 s
+interval, ~2,000 pings/s); at the default 25 s interval (~400 pings/s) 1.65 % of a core
+instead of 3.8 %. How a ping is written and its pong noticed is the pinger's business;
+see ws_server.py.
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ log = logging.getLogger(__name__)
 #: Beyond this many slots to catch up on (a long stall, a wheel created long before it
 #: started), the walker visits the occupied slots instead of every slot number.
 _SPARSE_WALK = 64
+
+#: Seconds per slot of the wheel.
+SLOT_SECONDS = 0.1
 
 
 class Pinger(Protocol):
@@ -87,15 +94,19 @@ class Heartbeat:
         self._clock = clock
         self._slots: dict[int, set[_Beat]] = {}
         self._beats: dict[Connection, _Beat] = {}
-        self._next_slot = int(clock())  # slots below this were already walked
+        self._next_slot = self._slot_of(clock())  # slots below this were already walked
         self._task: asyncio.Task[None] | None = None
         self._rng = random.Random()  # noqa: S311 - jitter, not security
         self.timeouts = 0
 
+    @staticmethod
+    def _slot_of(moment: float) -> int:
+        return int(moment / SLOT_SECONDS)
+
     def _place(self, beat: _Beat, at: float) -> None:
-        # Never a slot the walker has passed (possible when ``at`` is less than a second
+        # Never a slot the walker has passed (possible when ``at`` is less than a slot
         # away): it would not be visited again.
-        slot = int(at)
+        slot = self._slot_of(at)
         if slot < self._next_slot:
             slot = self._next_slot
         members = self._slots.get(slot)
@@ -136,7 +147,7 @@ class Heartbeat:
             # ``_next_slot`` is the first slot not yet walked: wake at its start.
             # (+1 ms: uvloop's timers have millisecond resolution and may fire a little
             # before the clock reaches the slot, which would only wake us again.)
-            await asyncio.sleep(max(0.0, self._next_slot - clock()) + 0.001)
+            await asyncio.sleep(max(0.0, self._next_slot * SLOT_SECONDS - clock()) + 0.001)
             try:
                 self.walk(clock())
             except Exception:  # pragma: no cover - walk handles each connection's errors
@@ -144,7 +155,7 @@ class Heartbeat:
 
     def walk(self, now: float) -> None:
         """Visit every connection in the slots up to ``now``'s (the walker task's step)."""
-        first, last = self._next_slot, int(now)
+        first, last = self._next_slot, self._slot_of(now)
         if last < first:
             return
         # Everything placed during this walk goes after it: a connection is visited
@@ -154,7 +165,7 @@ class Heartbeat:
         due: Iterable[int] = range(first, last + 1)
         if last - first > _SPARSE_WALK:
             due = sorted(slot for slot in slots if slot <= last)
-        horizon = last + 1  # a ping due before this instant goes out in this walk
+        horizon = (last + 1) * SLOT_SECONDS  # a ping due before this goes out in this walk
         for slot in due:
             members = slots.pop(slot, None)
             if not members:
@@ -166,7 +177,7 @@ class Heartbeat:
                     log.exception("heartbeat failed for connection %s", beat.conn.connection_id)
                     self._forget(beat)
 
-    def _visit(self, beat: _Beat, now: float, horizon: int) -> None:
+    def _visit(self, beat: _Beat, now: float, horizon: float) -> None:
         conn = beat.conn
         if self._beats.get(conn) is not beat:  # removed while this walk was under way
             return
