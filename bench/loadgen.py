@@ -85,6 +85,8 @@ class Recorder:
     def __init__(self) -> None:
         self.disconnects = 0
         self.close_codes: Counter[str] = Counter()
+        #: Heartbeat pings answered (WebSocket pings, and Engine.IO's for Socket.IO).
+        self.pings = 0
         self.reset(monotonic_ns())
 
     def reset(self, start_ns: int) -> None:
@@ -197,9 +199,15 @@ class Conn(WSListener):
         if self.transport is not None and not self.closed:
             self.transport.disconnect()
 
-    def _handle_close(self, transport: WSTransport, frame: WSFrame) -> None:
-        transport.send_close(frame.get_close_code())
-        transport.disconnect()
+    def _control(self, transport: WSTransport, frame: WSFrame) -> None:
+        """Answer a ping (counted) or a close; other control frames need nothing."""
+        mt = frame.msg_type
+        if mt is WSMsgType.PING:
+            transport.send_pong(frame.get_payload_as_bytes())
+            self.rec.pings += 1
+        elif mt is WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
 
     # -- frames
     def join_frame(self, req_id: int) -> bytes:
@@ -255,8 +263,7 @@ class Conn(WSListener):
         """Score deliveries fast; parse everything else."""
         mt = frame.msg_type
         if mt is not WSMsgType.TEXT and mt is not WSMsgType.BINARY:
-            if mt is WSMsgType.CLOSE:
-                self._handle_close(transport, frame)
+            self._control(transport, frame)
             return
         now = monotonic_ns()
         buf = frame.get_payload_as_bytes()
@@ -304,8 +311,7 @@ class SocketIOConn(Conn):
         """Engine.IO packet types: 0 open, 2 ping, 4 message (Socket.IO 0/2/3/4 inside)."""
         mt = frame.msg_type
         if mt is not WSMsgType.TEXT and mt is not WSMsgType.BINARY:
-            if mt is WSMsgType.CLOSE:
-                self._handle_close(transport, frame)
+            self._control(transport, frame)
             return
         now = monotonic_ns()
         buf = frame.get_payload_as_bytes()
@@ -321,6 +327,7 @@ class SocketIOConn(Conn):
                 self._reply(int(buf[2:j]), True, body, now)
         elif buf == b"2":
             transport.send(WSMsgType.TEXT, b"3")
+            self.rec.pings += 1
         elif buf.startswith(b"0{"):
             transport.send(WSMsgType.TEXT, b"40" + orjson.dumps({"token": self.token}))
         elif buf.startswith(b"40"):
@@ -379,6 +386,8 @@ class Config:
     max_other_cpu: float
     disturbed_retries: int
     half_step: bool
+    heartbeat_seconds: float
+    probe_rate: float
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
 
@@ -518,7 +527,7 @@ class Generator:
                     local_addr=(src, 0),
                     websocket_handshake_timeout=15,
                     read_buffer_init_size=4096,
-                    enable_auto_pong=True,
+                    enable_auto_pong=False,  # answered in _control, to count them
                 )
                 await asyncio.wait_for(conn.ready, 15)
             except Exception as exc:
@@ -654,33 +663,38 @@ class Generator:
         }
         if ok == 0:
             raise RuntimeError("no connection could be opened")
-        owners = [conns[r * cfg.members] for r in range(cfg.rooms)]
+        senders, joined = await self.fill_rooms(conns, cfg.rooms, cfg.members, cfg.senders_per_room)
+        setup.update(joined)
+        setup["senders"] = len(senders)
+        setup["avg_room_size"] = round(sum(c.room_size for c in senders) / max(1, len(senders)), 2)
+        return senders, setup
+
+    async def fill_rooms(
+        self, conns: list[Conn], rooms: int, members: int, senders_per_room: int
+    ) -> tuple[list[Conn], dict[str, Any]]:
+        """Create ``rooms`` rooms of ``members`` of ``conns`` each and join them; returns
+        the first ``senders_per_room`` joined members of each room, and the join figures."""
+        owners = [conns[r * members] for r in range(rooms)]
         room_ids = await self.create_rooms(owners)
         for r, room_id in enumerate(room_ids):
-            members = conns[r * cfg.members : (r + 1) * cfg.members]
-            for c in members:
+            for c in conns[r * members : (r + 1) * members]:
                 c.room_id = room_id
                 c.room_json = orjson.dumps(room_id)
         live = [c for c in conns if not c.closed]
         jok, jfailed, jsecs = await self.join_all(live)
-        log(f"[{cfg.label}] joined {jok}/{len(live)} in {jsecs:.1f}s")
-        setup.update(joined=jok, join_failed=jfailed, join_s=round(jsecs, 2))
+        log(f"[{self.cfg.label}] joined {jok}/{len(live)} in {jsecs:.1f}s")
         await self.quiesce()
         # Room sizes as they really are (members that connected and joined).
         sizes: Counter[str] = Counter(c.room_id for c in conns if c.joined and not c.closed)
         senders: list[Conn] = []
-        for r in range(cfg.rooms):
-            members = [
-                c
-                for c in conns[r * cfg.members : (r + 1) * cfg.members]
-                if c.joined and not c.closed
+        for r in range(rooms):
+            joined = [
+                c for c in conns[r * members : (r + 1) * members] if c.joined and not c.closed
             ]
-            for c in members:
+            for c in joined:
                 c.room_size = sizes[c.room_id]
-            senders.extend(members[: cfg.senders_per_room])
-        setup["senders"] = len(senders)
-        setup["avg_room_size"] = round(sum(c.room_size for c in senders) / max(1, len(senders)), 2)
-        return senders, setup
+            senders.extend(joined[:senders_per_room])
+        return senders, {"joined": jok, "join_failed": jfailed, "join_s": round(jsecs, 2)}
 
     # -- traffic
     async def pace(self, senders: list[Conn], rate: float, seconds: float) -> tuple[int, int]:
@@ -1010,10 +1024,17 @@ class Generator:
 
         The mass reconnect (every client drops at once and reconnects straight away) runs
         at ``--reconnect-level`` connections (the first level by default), before the next
-        level is opened.
+        level is opened. With ``--heartbeat-seconds``, the connections are then held that
+        long, through the heartbeat rounds their simultaneous reconnect lines up, while a
+        probe room of its own measures delivery latency (and once before, alone).
         """
         cfg = self.cfg
         pid = cfg.server_pids[0] if cfg.server_pids else None
+        probe = await self.setup_probe() if cfg.heartbeat_seconds > 0 else []
+        if probe:
+            alone = await self.step(0, probe, cfg.probe_rate, min(5.0, cfg.heartbeat_seconds))
+            self.result["probe_alone"] = asdict(alone)
+            log(f"[{cfg.label}] probe alone: p99 {alone.p99_ms} ms, max {alone.max_ms} ms")
         await asyncio.sleep(cfg.settle_seconds)
         rss0 = rss_kib(pid) if pid else None
         levels: list[dict[str, Any]] = []
@@ -1063,9 +1084,46 @@ class Generator:
             log(f"[{cfg.label}] level {level}: {entry}")
             if level == reconnect_at:
                 await self.mass_reconnect(pid)
+                if probe:
+                    await self.heartbeat_rounds(probe)
             if live < level * 0.5:
                 log(f"[{cfg.label}] fewer than half the connections opened; not going higher")
                 break
+
+    async def setup_probe(self) -> list[Conn]:
+        """Ten connections of their own (kept out of :attr:`conns`, so the levels and the
+        mass reconnect leave them alone) in one room; returns its two senders."""
+        base = 10 * (max(self.cfg.levels, default=0) + 1)  # indices no level reaches
+        conns = []
+        for i in range(base, base + 10):
+            user_id = f"bench-{self.cfg.tag}-probe-{i}"
+            conn = self.conn_cls(i, user_id, self.token(user_id), self.rec)
+            conn.text_json = self.text_json
+            conns.append(conn)
+        ok, _failed, _secs = await self.open_all(conns, "probe connect")
+        if ok < 2:
+            raise RuntimeError("the probe room's connections could not be opened")
+        senders, _joined = await self.fill_rooms(conns, 1, len(conns), 2)
+        return senders
+
+    async def heartbeat_rounds(self, probe: list[Conn]) -> None:
+        """Hold every connection for ``--heartbeat-seconds`` and measure the probe room,
+        the server's CPU and the pings answered meanwhile."""
+        cfg = self.cfg
+        live = sum(1 for c in self.conns if not c.closed)
+        pings0, drops0 = self.rec.pings, self.rec.disconnects
+        res = await self.step(0, probe, cfg.probe_rate, cfg.heartbeat_seconds)
+        pings = self.rec.pings - pings0
+        self.result["heartbeat"] = {
+            "connections": live,
+            "seconds": res.window_s,
+            "pings": pings,
+            "pings_per_s": round(pings / res.window_s, 1) if res.window_s > 0 else None,
+            "server_cpu_pct": res.server_cpu_pct,
+            "drops": self.rec.disconnects - drops0,
+            "probe": asdict(res),
+        }
+        log(f"[{cfg.label}] heartbeat rounds: {self.result['heartbeat']}")
 
     async def mass_reconnect(self, pid: int | None) -> None:
         """Drop every open connection at once, reconnect them all, and measure the server."""
@@ -1194,6 +1252,19 @@ def parse_args(argv: list[str] | None = None) -> Config:
         default=0,
         help="idle mode: run the mass reconnect at this level (default: the first level)",
     )
+    p.add_argument(
+        "--heartbeat-seconds",
+        type=float,
+        default=0.0,
+        help="idle mode: after the mass reconnect, hold the connections this long (at least "
+        "one heartbeat interval) while a small probe room measures delivery latency",
+    )
+    p.add_argument(
+        "--probe-rate",
+        type=float,
+        default=100.0,
+        help="idle mode: messages/s sent in the probe room (10 members, 2 senders)",
+    )
     p.add_argument("--settle-seconds", type=float, default=2.0)
     p.add_argument("--connect-concurrency", type=int, default=100)
     p.add_argument(
@@ -1274,6 +1345,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         max_other_cpu=a.max_other_cpu,
         disturbed_retries=a.disturbed_retries,
         half_step=not a.no_half_step,
+        heartbeat_seconds=a.heartbeat_seconds,
+        probe_rate=a.probe_rate,
     )
 
 

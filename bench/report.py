@@ -109,7 +109,14 @@ def _s1_section(cases: list[Case]) -> list[str]:
         "Server CPU (%) | RSS after (MiB) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
+    beats = [
+        "| Server | Connections | Seconds | Pings answered | Pings/s | Server CPU (%) | "
+        "Probe p50 (ms) | Probe p99 (ms) | Probe max (ms) | Probe alone p99 / max (ms) | "
+        "Dropped |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
     per_conn: dict[str, float | None] = {}
+    probe_rate = None
     for c in rows:
         r = c["result"]
         if r.get("aborted") and not r.get("levels"):
@@ -132,7 +139,31 @@ def _s1_section(cases: list[Case]) -> list[str]:
                 f"{_fmt(rc['server_cpu_pct'])} | "
                 f"{_fmt(rss_after / 1024 if rss_after else None)} |"
             )
+        hb, alone = r.get("heartbeat"), r.get("probe_alone")
+        if hb:
+            probe = hb["probe"]
+            probe_rate = probe["rate"]
+            before = f"{_fmt(alone['p99_ms'])} / {_fmt(alone['max_ms'])}" if alone else "–"
+            beats.append(
+                f"| {_label(c)} | {_fmt(hb['connections'])} | {_fmt(hb['seconds'])} | "
+                f"{_fmt(hb['pings'])} | {_fmt(hb['pings_per_s'])} | {_fmt(hb['server_cpu_pct'])} | "
+                f"{_fmt(probe['p50_ms'])} | {_fmt(probe['p99_ms'])} | {_fmt(probe['max_ms'])} | "
+                f"{before} | {_fmt(hb['drops'])} |"
+            )
     out = [*lines, "", "Mass reconnect (every client drops at once and reconnects):", "", *recon]
+    if len(beats) > 2:
+        out += [
+            "",
+            "Heartbeat rounds: right after the mass reconnect, every connection is held through "
+            "at least one heartbeat interval of the server's default (ChatSphere 25 s, "
+            "websockets 20 s, Socket.IO 25 s), its pings answered by the generator, while a "
+            f"probe room of its own (10 members, 2 senders, {_fmt(probe_rate)} msg/s) measures "
+            "delivery "
+            "latency; the probe also ran alone, before any idle connection was opened. "
+            "Server CPU includes the probe's.",
+            "",
+            *beats,
+        ]
     cs = per_conn.get("chatsphere")
     if cs:
         out += [

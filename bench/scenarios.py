@@ -3,7 +3,8 @@
 Each scenario is a load-generator mode plus arguments, with a ``quick`` and a ``full``
 profile, and the server settings it needs. ``bench/run.py`` turns them into processes.
 
-- S1 idle connections: RSS per connection, idle CPU, CPU during a mass reconnect.
+- S1 idle connections: RSS per connection, idle CPU, CPU during a mass reconnect, and the
+  heartbeat rounds after it (server CPU, pings answered, a probe room's delivery latency).
 - S2 fan-out: one room of 1,000 members, 4 senders.
 - S3 many rooms: 100 rooms of 10 members, 5 senders per room (500 senders), every send acked.
 - S4 durable acks: 200 senders (20 rooms x 10, everyone sends), ack latency on SQLite and on
@@ -96,9 +97,10 @@ SCENARIOS: dict[str, Scenario] = {
             key="S1",
             title="S1 idle connections",
             mode="idle",
-            quick={"levels": "2000", "idle-seconds": "3"},
-            quick_note="2,000 connections, 3 s idle",
-            full={"levels": "10000,19000", "idle-seconds": "10"},
+            quick={"levels": "2000", "idle-seconds": "3", "heartbeat-seconds": "5"},
+            quick_note="2,000 connections, 3 s idle, 5 s of heartbeats",
+            # 30 s: longer than every server's default heartbeat interval (25, 20, 25 s).
+            full={"levels": "10000,19000", "idle-seconds": "10", "heartbeat-seconds": "30"},
             common={"settle-seconds": "2", "connect-concurrency": "100"},
             server_env={"WS_MAX_CONNECTIONS": "20000"},
             time_limit={"quick": 120, "full": 300},
