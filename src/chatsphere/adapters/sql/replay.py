@@ -123,6 +123,8 @@ def _posted_data(room_id: str, row: Any) -> bytes:
     content = orjson.loads(row["content"])
     mentions = tuple(orjson.loads(row["mentions"]))
     if status is MessageStatus.EDITED and row["original"] is not None:
+        # As posted: the service takes a message's mentions from its text, and a post is
+        # always stored as sent (a status set on posting would need a column of its own).
         content = orjson.loads(row["original"])
         mentions = mentions_in(content)
         status = MessageStatus.SENT
