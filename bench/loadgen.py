@@ -502,15 +502,16 @@ class Generator:
             {"sub": user_id, "iat": now, "exp": now + 3 * 3600}, self.cfg.jwt_secret, "HS256"
         )
 
+    def new_conn(self, idx: int, user_id: str) -> Conn:
+        """One connection (not opened) for ``user_id``, with its own token."""
+        conn = self.conn_cls(idx, user_id, self.token(user_id), self.rec)
+        conn.text_json = self.text_json
+        return conn
+
     def make_conns(self, count: int) -> list[Conn]:
         """Create (not open) ``count`` more connections, one user each."""
         start = len(self.conns)
-        new = []
-        for i in range(start, start + count):
-            user_id = f"bench-{self.cfg.tag}-{i}"
-            conn = self.conn_cls(i, user_id, self.token(user_id), self.rec)
-            conn.text_json = self.text_json
-            new.append(conn)
+        new = [self.new_conn(i, f"bench-{self.cfg.tag}-{i}") for i in range(start, start + count)]
         self.conns.extend(new)
         return new
 
@@ -1094,12 +1095,9 @@ class Generator:
         """Ten connections of their own (kept out of :attr:`conns`, so the levels and the
         mass reconnect leave them alone) in one room; returns its two senders."""
         base = 10 * (max(self.cfg.levels, default=0) + 1)  # indices no level reaches
-        conns = []
-        for i in range(base, base + 10):
-            user_id = f"bench-{self.cfg.tag}-probe-{i}"
-            conn = self.conn_cls(i, user_id, self.token(user_id), self.rec)
-            conn.text_json = self.text_json
-            conns.append(conn)
+        conns = [
+            self.new_conn(i, f"bench-{self.cfg.tag}-probe-{i}") for i in range(base, base + 10)
+        ]
         ok, _failed, _secs = await self.open_all(conns, "probe connect")
         if ok < 2:
             raise RuntimeError("the probe room's connections could not be opened")
