@@ -20,7 +20,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
-    BigInteger,
     String,
     Table,
     Text,
@@ -44,21 +43,6 @@ from .codec import from_ms_required
 _NEW_MESSAGE = EventType.NEW_MESSAGE.value
 _EDITED = MessageStatus.EDITED.value
 
-# Message columns of the union; the room_events side fills them with NULLs.
-_MESSAGE_COLUMNS: tuple[tuple[str, Any], ...] = (
-    ("id", String),
-    ("sender_id", String),
-    ("message_type", String),
-    ("content", Text),
-    ("original", Text),
-    ("metadata", Text),
-    ("reply_to", String),
-    ("mentions", Text),
-    ("client_message_id", String),
-    ("status", String),
-    ("created_at", BigInteger),
-)
-
 
 def log_after(room_id: str, after_seq: int, limit: int) -> Select[Any]:
     """The room's first ``limit`` events after ``after_seq``, in seq order."""
@@ -78,33 +62,37 @@ def log_after(room_id: str, after_seq: int, limit: int) -> Select[Any]:
         where = and_(table.c.room_id == room_id, table.c.seq > after_seq)
         return query.where(where).order_by(table.c.seq).limit(limit).subquery()
 
-    logged = page_of(
-        select(
-            events.c.seq,
-            events.c.type,
-            events.c.data,
-            *(null().cast(kind).label(name) for name, kind in _MESSAGE_COLUMNS),
-        ),
-        events,
+    message_columns = (
+        messages.c.id,
+        messages.c.sender_id,
+        messages.c.type.label("message_type"),
+        messages.c.content,
+        case((messages.c.status == _EDITED, first_edit), else_=null()).label("original"),
+        messages.c.metadata,
+        messages.c.reply_to,
+        messages.c.mentions,
+        messages.c.client_message_id,
+        messages.c.status,
+        messages.c.created_at,
     )
     posted = page_of(
         select(
             messages.c.seq,
             literal(_NEW_MESSAGE, String).label("type"),
             null().cast(Text).label("data"),
-            messages.c.id,
-            messages.c.sender_id,
-            messages.c.type.label("message_type"),
-            messages.c.content,
-            case((messages.c.status == _EDITED, first_edit), else_=null()).label("original"),
-            messages.c.metadata,
-            messages.c.reply_to,
-            messages.c.mentions,
-            messages.c.client_message_id,
-            messages.c.status,
-            messages.c.created_at,
+            *message_columns,
         ),
         messages,
+    )
+    # The room_events side fills the message's columns with NULLs of the same types.
+    logged = page_of(
+        select(
+            events.c.seq,
+            events.c.type,
+            events.c.data,
+            *(null().cast(c.type).label(c.name) for c in message_columns),
+        ),
+        events,
     )
     both = union_all(select(logged), select(posted)).subquery()
     return select(both).order_by(both.c.seq).limit(limit)
