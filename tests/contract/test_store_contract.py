@@ -275,6 +275,56 @@ async def test_seq_is_gap_free_with_two_stores_on_one_database(
     assert await chat.last_seq(room.id) == 121
 
 
+async def test_a_counter_another_node_moved_is_read_again_not_reused(
+    database_url: str, chat: Chat
+) -> None:
+    # A node numbers a batch of posts from the counters it committed last. Here another
+    # node logs an event this one never saw (a reaction: a room_events row, which no
+    # unique key shares with messages), so the counter this node knows is stale: its
+    # guarded write must fail and the post be numbered after the other node's event.
+    room = await chat.room()
+    first = await chat.post(room.id, "alice", "numbered from the stored counter")
+    assert first.seq == 2
+    other = SqlStore(database_url)
+    await other.open()
+    try:
+        reacted = await other.commit(AddReaction(room.id, first.id, "bob", "🔥", now()))
+        assert reacted is not None and reacted.seq == 3
+        second = await chat.post(room.id, "alice", "numbered after the other node's event")
+        third = await chat.post(room.id, "alice", "and the one after it")
+    finally:
+        await other.close()
+    assert (second.seq, third.seq) == (4, 5)
+    assert await chat.seqs(room.id) == [1, 2, 3, 4, 5]
+    assert await chat.last_seq(room.id) == 5
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_node_that_wrote_a_room_last_numbers_posts_without_reading_its_counter(
+    chat: Chat,
+) -> None:
+    # What the writer's connection executes, traced by SQLite itself.
+    executed: list[str] = []
+
+    def trace(callback: Any) -> None:
+        dbapi = chat.store._writer_connection().connection.dbapi_connection
+        dbapi.set_trace_callback(callback)  # type: ignore[union-attr]
+
+    room = await chat.room()
+    await chat.store._in_writer(lambda: trace(executed.append))
+    try:
+        await chat.post(room.id, "alice", "the first post reads the counter", client_id="c-1")
+        first, executed[:] = list(executed), []
+        posted = await chat.post(room.id, "alice", "the second does not", client_id="c-2")
+        second = list(executed)
+    finally:
+        await chat.store._in_writer(lambda: trace(None))
+    assert any("SELECT id, last_seq" in sql for sql in first), first
+    assert not any("last_seq, member_count" in sql for sql in second), second
+    assert any("CASE WHEN last_seq = 2 THEN 3 END" in sql for sql in second), second
+    assert posted.seq == 3
+
+
 async def test_events_after_is_ordered_and_limited(chat: Chat) -> None:
     room = await chat.room()
     posted = [await chat.post(room.id, "alice", f"m{i}") for i in range(6)]
@@ -577,6 +627,8 @@ async def test_postgres_plans_made_for_empty_tables_do_not_outlive_them(chat: Ch
     )
     assert "INSERT INTO messages" in prepared[0]  # the driver does prepare repeated SQL
     assert "FROM rooms" not in prepared[0] and "LATERAL" not in prepared[0], prepared
+    # Nor the counters' writes, a join of the batch's rows with rooms.
+    assert "UPDATE rooms" not in prepared[0], prepared
     async with chat.store._read_engine.connect() as conn:
         reader = (await conn.exec_driver_sql("SHOW plan_cache_mode")).scalar()
     assert reader == "force_custom_plan"

@@ -8,6 +8,11 @@ state they target *before* taking a ``seq``, so a refused command never leaves a
 Message inserts, the bulk of the traffic, are deferred and written with one
 ``executemany`` per table.
 
+A batch of posts alone numbers its messages from the counters this node committed
+last, when it knows every room's (see ``counters.py``), and writes them back guarded
+instead of reading them first; a guard that fails raises :class:`StaleCounters`, and
+the store runs the batch again the long way.
+
 A new message is logged once: its ``messages`` row, numbered with the room's ``seq``,
 is its entry in the room's event log, and ``room_events`` holds every other kind of
 event (the store merges the two when it replays; see ``replay.py``).
@@ -53,15 +58,25 @@ from .codec import (
     settings_to_json,
     to_ms,
 )
+from .counters import RoomCounters
 
 Outcome = RoomEvent | None | Exception
 
 
+class StaleCounters(Exception):
+    """A batch numbered from known counters met a room whose counter had moved since
+    (another node wrote to it); its transaction is void: run it again reading them."""
+
+
 @dataclass
 class _RoomState:
+    """A room's counters during a batch. ``member_count`` and ``max_participants`` are
+    read (and written back) only on the long path: a batch of posts numbered from known
+    counters neither needs nor writes them."""
+
     last_seq: int
-    member_count: int
-    max_participants: int
+    member_count: int = 0
+    max_participants: int = 0
 
 
 @dataclass
@@ -118,41 +133,73 @@ class BatchApplier:
     def __init__(self, dialect: str) -> None:
         self._lock_rows = dialect == "postgresql"
         self._sql = BulkStatements(dialect)
+        #: The counters this node committed last (writer thread only); the store tells
+        #: it when a batch committed or failed.
+        self.counters = RoomCounters()
 
-    def apply(self, conn: Connection, commands: list[WriteCommand]) -> list[Outcome]:
+    def apply(
+        self, conn: Connection, commands: list[WriteCommand], *, known_counters: bool = True
+    ) -> list[Outcome]:
+        """Apply ``commands`` in the open transaction of ``conn``; one outcome each.
+
+        With ``known_counters``, a batch of posts alone whose rooms' counters are all
+        known is numbered from them; :class:`StaleCounters` if one had moved (or a
+        unique key refused a row: the long path then tells which command it was).
+        """
         # The hot statements run on the driver's own connection (see bulk.py), inside
         # the transaction SQLAlchemy opened on it. A batch of posts alone (the common
         # case) runs pipelined on PostgreSQL; other commands read and write through
         # SQLAlchemy as they go, which a pipeline would not suit.
         raw = conn.connection.driver_connection
         posts_only = all(isinstance(c, PostMessage) for c in commands)
-        with self._sql.pipeline(raw) if posts_only else nullcontext():
-            cursor = raw.cursor()  # type: ignore[union-attr]
-            try:
-                outcomes = self._apply(conn, raw, cursor, commands)
-                if posts_only:
-                    self._sql.commit_in_pipeline(cursor)
-                return outcomes
-            finally:
-                cursor.close()
+        rooms = sorted({_room_of(c) for c in commands})
+        known = self.counters.known(rooms) if posts_only and known_counters else None
+        try:
+            with self._sql.pipeline(raw) if posts_only else nullcontext():
+                cursor = raw.cursor()  # type: ignore[union-attr]
+                try:
+                    outcomes = self._apply(conn, raw, cursor, commands, rooms, known)
+                    if posts_only:
+                        self._sql.commit_in_pipeline(cursor)
+                finally:
+                    cursor.close()
+        except conn.dialect.loaded_dbapi.IntegrityError as exc:
+            if known is None:
+                raise
+            self.counters.refused(rooms)
+            raise StaleCounters(f"a counter of {len(rooms)} room(s) moved") from exc
+        return outcomes
 
     def _apply(
-        self, conn: Connection, raw: Any, cursor: Cursor, commands: list[WriteCommand]
+        self,
+        conn: Connection,
+        raw: Any,
+        cursor: Cursor,
+        commands: list[WriteCommand],
+        rooms: list[str],
+        known: dict[str, int] | None,
     ) -> list[Outcome]:
-        wanted = {
-            _client_key(c)
-            for c in commands
-            if isinstance(c, PostMessage) and c.message.client_message_id
-        }
-        counters, taken = self._sql.batch_state(
-            raw, sorted({_room_of(c) for c in commands}), sorted(wanted), lock=self._lock_rows
-        )
-        states = {
-            room_id: _RoomState(
-                last_seq, member_count, orjson.loads(settings).get("max_participants", 10_000)
+        taken: set[tuple[str, str, str]]
+        if known is None:
+            wanted = {
+                _client_key(c)
+                for c in commands
+                if isinstance(c, PostMessage) and c.message.client_message_id
+            }
+            counters, taken = self._sql.batch_state(
+                raw, rooms, sorted(wanted), lock=self._lock_rows
             )
-            for room_id, last_seq, member_count, settings in counters
-        }
+            states = {
+                room_id: _RoomState(
+                    last_seq, member_count, orjson.loads(settings).get("max_participants", 10_000)
+                )
+                for room_id, last_seq, member_count, settings in counters
+            }
+        else:
+            # A client id stored by an earlier batch is refused by its unique key, which
+            # voids this transaction (StaleCounters); the long path then reports it.
+            taken = set()
+            states = {room_id: _RoomState(last_seq) for room_id, last_seq in known.items()}
         pending = _Pending()
         outcomes: list[Outcome] = []
         for command in commands:
@@ -170,10 +217,26 @@ class BatchApplier:
                 outcomes.append(self._apply_one(conn, command, state, pending))
             except ChatError as exc:
                 outcomes.append(exc)
-        self._flush(cursor, pending, states)
+        self._flush(cursor, pending, states, known)
+        self.counters.stage({room_id: state.last_seq for room_id, state in states.items()})
         return outcomes
 
-    def _flush(self, cursor: Cursor, pending: _Pending, states: dict[str, _RoomState]) -> None:
+    def _flush(
+        self,
+        cursor: Cursor,
+        pending: _Pending,
+        states: dict[str, _RoomState],
+        known: dict[str, int] | None,
+    ) -> None:
+        if known is not None:
+            # Guarded, and first: a stale counter fails the batch before its rows are sent.
+            moves = [
+                (room_id, known[room_id], state.last_seq)
+                for room_id, state in states.items()
+                if state.last_seq != known[room_id]
+            ]
+            if moves:
+                self._sql.advance_counters(cursor, moves)
         if pending.messages:
             self._sql.insert_messages(cursor, pending.messages)
         if pending.mentions:
@@ -182,7 +245,7 @@ class BatchApplier:
             self._sql.add_replies(cursor, pending.replies)
         if pending.events:
             self._sql.insert_events(cursor, pending.events)
-        if pending.events or pending.messages:
+        if known is None and (pending.events or pending.messages):
             self._sql.write_counters(
                 cursor, [(room, s.last_seq, s.member_count) for room, s in states.items()]
             )

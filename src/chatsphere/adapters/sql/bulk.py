@@ -71,6 +71,17 @@ class BulkStatements:
                 f"UPDATE rooms SET last_seq = {self._named('seq')}, "
                 f"member_count = {self._named('members')} WHERE id = {self._named('target')}"
             )
+        if self._postgres:
+            self._advance_rooms = (
+                "UPDATE rooms SET last_seq = CASE WHEN rooms.last_seq = v.expected THEN v.seq END "
+                "FROM json_to_recordset(%s::json) AS v(id varchar, seq bigint, expected bigint) "
+                "WHERE rooms.id = v.id"
+            )
+        else:
+            self._advance_rooms = (
+                f"UPDATE rooms SET last_seq = CASE WHEN last_seq = {self._named('expected')} "
+                f"THEN {self._named('seq')} END WHERE id = {self._named('target')}"
+            )
         self._add_replies = (
             f"UPDATE messages SET reply_count = reply_count + {self._named('n')} "
             f"WHERE id = {self._named('target')}"
@@ -149,6 +160,18 @@ class BulkStatements:
         params = [v for key in keys for v in key]
         return f"{head}(VALUES {values}) AS k JOIN messages AS m ON {on}", params
 
+    @staticmethod
+    def _unprepared(cursor: Cursor, sql: str, params: Sequence[Any]) -> None:
+        """Execute on PostgreSQL with a plan made for this execution.
+
+        The driver prepares a statement run five times, and PostgreSQL may then keep
+        one generic plan for the connection's life (the writer's is held): a join of
+        the batch's rows with ``rooms`` planned while ``rooms`` was small stays a hash
+        join over a scan of every room after it has grown. Planned each time, it is an
+        index probe per room.
+        """
+        cursor.execute(sql, params, prepare=False)  # type: ignore[call-arg]
+
     def batch_state(
         self,
         connection: Any,
@@ -197,11 +220,36 @@ class BulkStatements:
         """Raise each thread root's reply count by the replies this batch adds to it."""
         cursor.executemany(self._add_replies, [{"target": k, "n": n} for k, n in counts.items()])
 
+    def advance_counters(self, cursor: Cursor, moves: Sequence[tuple[str, int, int]]) -> None:
+        """Move each room's last seq from the value this node knew to the batch's: (id,
+        expected, new) in id order.
+
+        Guarded, for numbers taken without reading the counters (counters.py): a room
+        whose stored counter is not ``expected`` would be set to NULL, which its NOT NULL
+        constraint refuses, so the statement fails with an IntegrityError and the
+        transaction with it. On PostgreSQL the rooms are first locked in id order, as
+        :meth:`batch_state` locks them, so nodes writing to the same rooms queue up
+        rather than deadlock.
+        """
+        if self._postgres:
+            cursor.execute(  # type: ignore[call-arg]
+                "SELECT 1 FROM rooms WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+                [[room for room, _, _ in moves]],
+                prepare=False,  # see _unprepared
+            )
+            values = [{"id": room, "seq": seq, "expected": old} for room, old, seq in moves]
+            self._unprepared(cursor, self._advance_rooms, [orjson.dumps(values).decode()])
+            return
+        cursor.executemany(
+            self._advance_rooms,
+            [{"target": room, "expected": old, "seq": seq} for room, old, seq in moves],
+        )
+
     def write_counters(self, cursor: Cursor, counters: Iterable[tuple[str, int, int]]) -> None:
         """Store each room's (id, last seq, member count) as the batch left them."""
         if self._postgres:
             values = [{"id": room, "seq": seq, "members": n} for room, seq, n in counters]
-            cursor.execute(self._update_rooms, [orjson.dumps(values).decode()])
+            self._unprepared(cursor, self._update_rooms, [orjson.dumps(values).decode()])
             return
         cursor.executemany(
             self._update_rooms,

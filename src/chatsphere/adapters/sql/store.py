@@ -48,7 +48,7 @@ from ...ports.store import CommitListener, PostMessage, StoredEvent, WriteComman
 from ...protocol.codec import room_event_frame
 from ...protocol.views import member_view, room_view
 from . import schema as t
-from .apply import BatchApplier, Outcome
+from .apply import BatchApplier, Outcome, StaleCounters
 from .codec import (
     dumps,
     from_ms_required,
@@ -443,23 +443,40 @@ class SqlStore:
         return await self._writer.submit(command)
 
     def _apply_batch(self, commands: list[WriteCommand]) -> list[Outcome]:
+        try:
+            return self._apply_batch_once(commands, known_counters=True)
+        except StaleCounters:
+            # Numbered from a counter another writer had moved; nothing was kept.
+            return self._apply_batch_once(commands, known_counters=False)
+
+    def _apply_batch_once(
+        self, commands: list[WriteCommand], *, known_counters: bool
+    ) -> list[Outcome]:
         # The hot statements run on the driver's cursor (bulk.py), so a unique-key
         # violation arrives as the driver's own IntegrityError, not SQLAlchemy's.
         integrity_errors = (IntegrityError, self._sync_engine.dialect.loaded_dbapi.IntegrityError)
         search_index = self._search_index
+        counters = self._applier.counters
         try:
             with self._write_transaction() as conn:
-                outcomes = self._applier.apply(conn, commands)
+                outcomes = self._applier.apply(conn, commands, known_counters=known_counters)
                 indexed = (
                     search_index.catch_up(conn, CATCH_UP_LIMIT)
                     if search_index is not None and search_index.due
                     else 0
                 )
+        except StaleCounters:
+            raise
         except integrity_errors as exc:
+            counters.discard()
             if len(commands) == 1:
                 # Unique keys guard idempotent sends and event numbering.
                 raise ChatError(ErrorCode.CONFLICT, "conflicts with a stored record") from exc
             raise
+        except BaseException:
+            counters.discard()
+            raise
+        counters.committed()
         if search_index is not None:
             search_index.posted(sum(isinstance(c, PostMessage) for c in commands))
             if indexed:
