@@ -10,8 +10,8 @@ Message inserts, the bulk of the traffic, are deferred and written with one
 
 A batch of posts alone numbers its messages from the counters this node committed
 last, when it knows every room's (see ``counters.py``), and writes them back guarded
-instead of reading them first; a guard that fails raises :class:`StaleCounters`, and
-the store runs the batch again the long way.
+instead of reading them first; if a guard (or a unique key) refuses it,
+:class:`LongPathNeeded` tells the store to run the batch again the long way.
 
 A new message is logged once: its ``messages`` row, numbered with the room's ``seq``,
 is its entry in the room's event log, and ``room_events`` holds every other kind of
@@ -63,9 +63,19 @@ from .counters import RoomCounters
 Outcome = RoomEvent | None | Exception
 
 
-class StaleCounters(Exception):
-    """A batch numbered from known counters met a room whose counter had moved since
-    (another node wrote to it); its transaction is void: run it again reading them."""
+class LongPathNeeded(Exception):
+    """A batch numbered from known counters was refused: a room's counter had moved
+    (another node wrote to it), or a unique key refused a row (a client id stored
+    earlier). Its transaction is void: run it again reading the counters, which also
+    tells which command was the duplicate."""
+
+
+def _counter_moved(exc: Exception) -> bool:
+    """Whether a driver's IntegrityError is a counter guard's NOT NULL violation."""
+    return (
+        getattr(exc, "sqlstate", None) == "23502"  # psycopg
+        or getattr(exc, "sqlite_errorname", None) == "SQLITE_CONSTRAINT_NOTNULL"
+    )
 
 
 @dataclass
@@ -143,7 +153,7 @@ class BatchApplier:
         """Apply ``commands`` in the open transaction of ``conn``; one outcome each.
 
         With ``known_counters``, a batch of posts alone whose rooms' counters are all
-        known is numbered from them; :class:`StaleCounters` if one had moved (or a
+        known is numbered from them; :class:`LongPathNeeded` if one had moved (or a
         unique key refused a row: the long path then tells which command it was).
         """
         # The hot statements run on the driver's own connection (see bulk.py), inside
@@ -166,8 +176,11 @@ class BatchApplier:
         except conn.dialect.loaded_dbapi.IntegrityError as exc:
             if known is None:
                 raise
-            self.counters.refused(rooms)
-            raise StaleCounters(f"a counter of {len(rooms)} room(s) moved") from exc
+            if _counter_moved(exc):
+                self.counters.refused(rooms)
+            else:  # a duplicate: the counters this node knows are still the stored ones
+                self.counters.discard()
+            raise LongPathNeeded(str(exc)) from exc
         return outcomes
 
     def _apply(
@@ -197,7 +210,7 @@ class BatchApplier:
             }
         else:
             # A client id stored by an earlier batch is refused by its unique key, which
-            # voids this transaction (StaleCounters); the long path then reports it.
+            # voids this transaction (LongPathNeeded); the long path then reports it.
             taken = set()
             states = {room_id: _RoomState(last_seq) for room_id, last_seq in known.items()}
         pending = _Pending()

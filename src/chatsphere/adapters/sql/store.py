@@ -48,7 +48,7 @@ from ...ports.store import CommitListener, PostMessage, StoredEvent, WriteComman
 from ...protocol.codec import room_event_frame
 from ...protocol.views import member_view, room_view
 from . import schema as t
-from .apply import BatchApplier, Outcome, StaleCounters
+from .apply import BatchApplier, LongPathNeeded, Outcome
 from .codec import (
     dumps,
     from_ms_required,
@@ -445,8 +445,8 @@ class SqlStore:
     def _apply_batch(self, commands: list[WriteCommand]) -> list[Outcome]:
         try:
             return self._apply_batch_once(commands, known_counters=True)
-        except StaleCounters:
-            # Numbered from a counter another writer had moved; nothing was kept.
+        except LongPathNeeded:
+            # Refused as numbered from the known counters; nothing of it was kept.
             return self._apply_batch_once(commands, known_counters=False)
 
     def _apply_batch_once(
@@ -465,7 +465,7 @@ class SqlStore:
                     if search_index is not None and search_index.due
                     else 0
                 )
-        except StaleCounters:
+        except LongPathNeeded:
             raise
         except integrity_errors as exc:
             counters.discard()
