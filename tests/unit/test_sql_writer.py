@@ -48,6 +48,38 @@ async def test_concurrent_submits_share_few_batches() -> None:
     await writer.close()
 
 
+async def test_a_command_two_loop_passes_away_joins_the_next_batch() -> None:
+    # While a batch commits, one command is already queued and a frame arrives whose
+    # session needs two passes of the loop to submit (wake, then send): both must share
+    # the next batch rather than the frame starting one of its own.
+    runner = Runner()
+    runner.gate = asyncio.Event()
+    writer = await started(runner)
+    arrived: list[asyncio.Task[int]] = []
+
+    async def session(item: int) -> int:
+        await asyncio.sleep(0)
+        return await writer.submit(item)
+
+    async def commit_then_frame(items: list[int]) -> list[int | Exception]:
+        results = await Runner.__call__(runner, items)
+        if items == [0]:
+            arrived.append(asyncio.ensure_future(session(2)))
+        return results
+
+    writer._run_batch = commit_then_frame  # type: ignore[assignment]
+    first = asyncio.ensure_future(writer.submit(0))
+    for _ in range(5):
+        await asyncio.sleep(0)  # the batch [0] is committing, held at the gate
+    queued = asyncio.ensure_future(writer.submit(1))
+    await asyncio.sleep(0)
+    runner.gate.set()
+    assert await asyncio.gather(first, queued) == [0, 10]
+    assert await arrived[0] == 20
+    assert runner.batches == [[0], [1, 2]]
+    await writer.close()
+
+
 async def test_batches_respect_the_maximum_and_keep_submission_order() -> None:
     runner = Runner()
     writer = await started(runner, max_batch=7)
