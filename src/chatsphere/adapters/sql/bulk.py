@@ -255,10 +255,9 @@ class BulkStatements:
         rather than deadlock.
         """
         if self._postgres:
-            cursor.execute(  # type: ignore[call-arg]
-                "SELECT 1 FROM rooms WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
-                [[room for room, _, _ in moves]],
-                prepare=False,  # see _unprepared
+            where, params = self._any_of("id", [room for room, _, _ in moves])
+            self._unprepared(
+                cursor, f"SELECT 1 FROM rooms WHERE {where} ORDER BY id FOR UPDATE", params
             )
             values = [{"id": room, "seq": seq, "expected": old} for room, old, seq in moves]
             self._unprepared(cursor, self._advance_rooms, [orjson.dumps(values).decode()])

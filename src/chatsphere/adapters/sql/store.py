@@ -465,8 +465,6 @@ class SqlStore:
                     if search_index is not None and search_index.due
                     else 0
                 )
-        except LongPathNeeded:
-            raise
         except integrity_errors as exc:
             counters.discard()
             if len(commands) == 1:
