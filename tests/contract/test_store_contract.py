@@ -625,21 +625,31 @@ async def test_postgres_probes_the_unique_key_for_a_full_batch_of_a_growing_tabl
     assert [tuple(row) for row in stored] == [(room.id, "alice", "c-17")]
 
 
+async def pipelined_rows(store: SqlStore, sql: str) -> list[Any]:
+    """Rows of ``sql`` on the connection that commits batches of posts from the loop."""
+    assert store._pipelined is not None
+    conn = await store._pipelined._connection()
+    return await (await conn.execute(sql)).fetchall()
+
+
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_postgres_plans_made_for_empty_tables_do_not_outlive_them(chat: Chat) -> None:
     # A plan PostgreSQL settles on after five executions of a prepared statement lasts
-    # as long as the connection. The writer holds its connection, so the lookups whose
+    # as long as the connection. The write connections are held, so the lookups whose
     # plan depends on the tables' sizes are never prepared; read sessions re-plan all.
+    for n in range(12):  # a first post to a room reads its counter: the writer thread
+        await chat.post((await chat.room()).id, "alice", f"first {n}", client_id=f"f-{n}")
     room = await chat.room()
-    for n in range(12):
+    for n in range(12):  # then numbered from the known counter, from the loop
         await chat.post(room.id, "alice", f"m{n}", client_id=f"c-{n}")
-    ((prepared,),) = await driver_rows(
-        chat.store, ("SELECT string_agg(statement, ' | ') FROM pg_prepared_statements", None)
-    )
-    assert "INSERT INTO messages" in prepared[0]  # the driver does prepare repeated SQL
-    assert "FROM rooms" not in prepared[0] and "LATERAL" not in prepared[0], prepared
-    # Nor the counters' writes, a join of the batch's rows with rooms.
-    assert "UPDATE rooms" not in prepared[0], prepared
+    listing = "SELECT string_agg(statement, ' | ') FROM pg_prepared_statements"
+    ((writer,),) = await driver_rows(chat.store, (listing, None))
+    ((pipelined,),) = await pipelined_rows(chat.store, listing)
+    for prepared in (writer[0], pipelined):
+        assert "INSERT INTO messages" in prepared  # the driver does prepare repeated SQL
+        assert "FROM rooms" not in prepared and "LATERAL" not in prepared, prepared
+        # Nor the counters' writes, a join of the batch's rows with rooms.
+        assert "UPDATE rooms" not in prepared, prepared
     async with chat.store._read_engine.connect() as conn:
         reader = (await conn.exec_driver_sql("SHOW plan_cache_mode")).scalar()
     assert reader == "force_custom_plan"
@@ -665,23 +675,52 @@ async def test_a_thread_is_read_from_the_partial_index_of_replies(chat: Chat) ->
 async def test_a_writer_connection_that_breaks_is_replaced_and_loses_nothing(
     chat: Chat,
 ) -> None:
-    # The writer holds one connection across transactions; a dead one must not stay.
+    # The writer thread holds one connection across transactions; a dead one must not
+    # stay. A first post to a room runs there (its counter is read) on either database.
     room = await chat.room()
-    first = await chat.post(room.id, "alice", "before")
 
     def break_the_connection() -> None:
         conn = chat.store._write_conn
         assert conn is not None
         conn.connection.dbapi_connection.close()  # type: ignore[union-attr]
 
+    await chat.post(room.id, "alice", "opens the connection")
+    fresh = await chat.room()
     await chat.store._in_writer(break_the_connection)
+    with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises
+        await chat.post(fresh.id, "alice", "lost with the connection")
+    after = await chat.post(fresh.id, "bob", "after")
+    assert await chat.seqs(fresh.id) == [1, 2] and after.seq == 2  # the failure took no seq
+    assert [m.content["text"] for m in await chat.store.history(fresh.id, None, None, 10)] == [
+        "after"
+    ]
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_pipelined_connection_that_breaks_is_replaced_and_loses_nothing(
+    chat: Chat,
+) -> None:
+    # Posts to a room whose counter this node knows are committed from the loop, on a
+    # connection of their own (pipelined.py); if its server process goes away, the batch
+    # in flight fails and the next one opens a new connection.
+    room = await chat.room()
+    first = await chat.post(room.id, "alice", "before")
+    known = await chat.post(room.id, "alice", "numbered from the known counter")
+    committer = chat.store._pipelined
+    assert committer is not None
+    pid = committer.backend_pid
+    assert pid is not None
+    async with chat.store._read_engine.connect() as conn:
+        await conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
     with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises
         await chat.post(room.id, "alice", "lost with the connection")
     after = await chat.post(room.id, "bob", "after")
-    assert after.seq == first.seq + 1  # the failed transaction took no seq
-    assert await chat.seqs(room.id) == [1, first.seq, after.seq]
+    assert committer.backend_pid not in (None, pid)  # a new connection committed it
+    assert (first.seq, known.seq, after.seq) == (2, 3, 4)  # the failure took no seq
+    assert await chat.seqs(room.id) == [1, 2, 3, 4]
     assert [m.content["text"] for m in await chat.store.history(room.id, None, None, 10)] == [
         "before",
+        "numbered from the known counter",
         "after",
     ]
 

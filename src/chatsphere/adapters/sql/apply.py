@@ -11,7 +11,10 @@ Message inserts, the bulk of the traffic, are deferred and written with one
 A batch of posts alone numbers its messages from the counters this node committed
 last, when it knows every room's (see ``counters.py``), and writes them back guarded
 instead of reading them first; if a guard (or a unique key) refuses it,
-:class:`LongPathNeeded` tells the store to run the batch again the long way.
+:class:`LongPathNeeded` tells the store to run the batch again the long way. Such a batch
+needs no connection until it is stored: :meth:`BatchApplier.plan_known` numbers it and
+returns its statements, which PostgreSQL's store sends from the event loop
+(``pipelined.py``).
 
 A new message is logged once: its ``messages`` row, numbered with the room's ``seq``,
 is its entry in the room's event log, and ``room_events`` holds every other kind of
@@ -48,7 +51,7 @@ from ...ports.store import (
 from ...protocol.codec import room_event_frame
 from ...protocol.views import member_view, message_view, room_view
 from . import schema as t
-from .bulk import BulkStatements, Cursor
+from .bulk import BulkStatements, Cursor, Statement, StatementLog
 from .codec import (
     dumps,
     member_row,
@@ -76,6 +79,15 @@ def _counter_moved(exc: Exception) -> bool:
         getattr(exc, "sqlstate", None) == "23502"  # psycopg
         or getattr(exc, "sqlite_errorname", None) == "SQLITE_CONSTRAINT_NOTNULL"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class KnownPlan:
+    """A batch of posts numbered from known counters (:meth:`BatchApplier.plan_known`)."""
+
+    outcomes: list[Outcome]
+    statements: list[Statement]
+    rooms: list[str]
 
 
 @dataclass
@@ -176,16 +188,39 @@ class BatchApplier:
         except conn.dialect.loaded_dbapi.IntegrityError as exc:
             if known is None:
                 raise
-            if _counter_moved(exc):
-                self.counters.refused(rooms)
-            else:  # a duplicate: the counters this node knows are still the stored ones
-                self.counters.discard()
+            self.refused(exc, rooms)
             raise LongPathNeeded(str(exc)) from exc
         return outcomes
 
+    def plan_known(self, commands: list[WriteCommand]) -> KnownPlan | None:
+        """Number a batch of posts alone from the counters this node knows, without a
+        connection: its outcomes and the statements that store it, to be sent by the
+        caller in one transaction (see pipelined.py). None unless every command is a post
+        and every room's counter is known. The counters are staged: tell them how the
+        commit ended (``counters.committed()``, or :meth:`refused` / ``discard()``).
+        """
+        if not all(isinstance(c, PostMessage) for c in commands):
+            return None
+        rooms = sorted({_room_of(c) for c in commands})
+        known = self.counters.known(rooms)
+        if known is None:
+            return None
+        log = StatementLog()
+        outcomes = self._apply(None, None, log, commands, rooms, known)
+        return KnownPlan(outcomes, log.statements, rooms)
+
+    def refused(self, exc: Exception, rooms: list[str]) -> None:
+        """A batch numbered from known counters was refused by ``exc`` (an integrity
+        error): hold ``rooms`` off if a counter had moved; after a duplicate client id
+        the counters this node knows are still the stored ones."""
+        if _counter_moved(exc):
+            self.counters.refused(rooms)
+        else:
+            self.counters.discard()
+
     def _apply(
         self,
-        conn: Connection,
+        conn: Connection | None,
         raw: Any,
         cursor: Cursor,
         commands: list[WriteCommand],
@@ -303,38 +338,42 @@ class BatchApplier:
             message_id=message_id,
         )
 
+    def _post(self, command: PostMessage, state: _RoomState, pending: _Pending) -> RoomEvent:
+        message = command.message
+        # The draft's seq is 0; patch the view and row rather than copy the dataclass
+        # (this runs once per message on the hot path).
+        seq = state.last_seq + 1
+        view = message_view(message)
+        view["seq"] = seq
+        event = self._event(
+            pending,
+            state,
+            message.room_id,
+            EventType.NEW_MESSAGE,
+            view,
+            message.created_at,
+            message.sender_id,
+            message.id,
+            logged=False,
+        )
+        row = message_row(message)
+        row["seq"] = seq
+        pending.messages.append(row)
+        pending.mentions.extend(
+            _mention_rows(message.room_id, seq, message.id, message.sender_id, message.mentions)
+        )
+        if message.reply_to:
+            pending.replies[message.reply_to] = pending.replies.get(message.reply_to, 0) + 1
+        return event
+
     def _apply_one(
-        self, conn: Connection, command: WriteCommand, state: _RoomState, pending: _Pending
+        self, conn: Connection | None, command: WriteCommand, state: _RoomState, pending: _Pending
     ) -> RoomEvent | None:
+        if isinstance(command, PostMessage):
+            return self._post(command, state, pending)
+        if conn is None:  # only batches of posts are numbered without a connection
+            raise TypeError(f"{type(command).__name__} needs the transaction's connection")
         match command:
-            case PostMessage(message=message):
-                # The draft's seq is 0; patch the view and row rather than copy the
-                # dataclass (this runs once per message on the hot path).
-                seq = state.last_seq + 1
-                view = message_view(message)
-                view["seq"] = seq
-                event = self._event(
-                    pending,
-                    state,
-                    message.room_id,
-                    EventType.NEW_MESSAGE,
-                    view,
-                    message.created_at,
-                    message.sender_id,
-                    message.id,
-                    logged=False,
-                )
-                row = message_row(message)
-                row["seq"] = seq
-                pending.messages.append(row)
-                pending.mentions.extend(
-                    _mention_rows(
-                        message.room_id, seq, message.id, message.sender_id, message.mentions
-                    )
-                )
-                if message.reply_to:
-                    pending.replies[message.reply_to] = pending.replies.get(message.reply_to, 0) + 1
-                return event
             case EditMessage():
                 return self._edit(conn, command, state, pending)
             case DeleteMessage():

@@ -61,6 +61,34 @@ class Cursor(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Statement:
+    """One statement of a planned batch: run per parameter set if ``many``; ``prepare``
+    is the driver's option (None: its default, False: plan on every execution)."""
+
+    sql: str
+    params: Any
+    many: bool = False
+    prepare: bool | None = None
+
+
+class StatementLog:
+    """A cursor that keeps what is run on it, for a batch planned without a connection
+    and sent later in one round trip (pipelined.py). It has no results to fetch."""
+
+    def __init__(self) -> None:
+        self.statements: list[Statement] = []
+
+    def execute(self, sql: str, params: Any = None, /, *, prepare: bool | None = None) -> None:
+        self.statements.append(Statement(sql, params, prepare=prepare))
+
+    def executemany(self, sql: str, params: Iterable[Any], /) -> None:
+        self.statements.append(Statement(sql, list(params), many=True))
+
+    def fetchall(self) -> list[Any]:
+        raise TypeError("a statement log runs nothing, so it has no rows")
+
+
+@dataclass(frozen=True, slots=True)
 class _Insert:
     """An INSERT of many rows: per row (``executemany``), or in one statement taking the
     rows as one JSON array (``as_json``, PostgreSQL)."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
+import psycopg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
@@ -60,6 +61,7 @@ from .codec import (
     settings_to_json,
     to_ms,
 )
+from .pipelined import PipelinedCommitter
 from .replay import log_after, stored_event
 from .search_index import CATCH_UP_LIMIT, SearchIndexer
 from .writer import GroupCommitWriter
@@ -167,6 +169,8 @@ class SqlStore:
         self._sync_reads: Engine | None = None
         self._read_executor: ThreadPoolExecutor | None = None
         self._applier = BatchApplier(self.dialect)
+        # PostgreSQL: batches of posts to known rooms are committed from the loop.
+        self._pipelined: PipelinedCommitter | None = None
         # SQLite's full-text index is fed in bulk behind the commit path (search_index.py).
         self._search_index = SearchIndexer() if self.dialect == "sqlite" else None
         self._writer: GroupCommitWriter[WriteCommand, RoomEvent | None] = GroupCommitWriter(
@@ -228,6 +232,10 @@ class SqlStore:
                 connect_args=_pg_connect_args(self.url),
             )
         await self._in_writer(self._migrate)
+        if self.dialect == "postgresql":
+            conninfo = sync_url.set(drivername="postgresql").render_as_string(hide_password=False)
+            self._pipelined = PipelinedCommitter(conninfo)
+            await self._pipelined.open()
         if self._read_executor is not None and self.url.database:  # it exists now
             self._db_fd = os.open(self.url.database, os.O_RDONLY)
         if self._search_index is not None:
@@ -399,6 +407,8 @@ class SqlStore:
                 await self._checkpointer
             self._checkpointer = None
         await self._writer.close()
+        if self._pipelined is not None:
+            await self._pipelined.close()
         if self._search_index is not None and self._search_index.pending:
             # Not needed for correctness (the next start catches up), but it leaves the
             # file fully indexed for whoever opens it next.
@@ -442,12 +452,13 @@ class SqlStore:
     async def commit(self, command: WriteCommand) -> RoomEvent | None:
         return await self._writer.submit(command)
 
-    def _apply_batch(self, commands: list[WriteCommand]) -> list[Outcome]:
-        try:
-            return self._apply_batch_once(commands, known_counters=True)
-        except LongPathNeeded:
-            # Refused as numbered from the known counters; nothing of it was kept.
-            return self._apply_batch_once(commands, known_counters=False)
+    def _apply_batch(self, commands: list[WriteCommand], *, known_counters: bool) -> list[Outcome]:
+        if known_counters:
+            try:
+                return self._apply_batch_once(commands, known_counters=True)
+            except LongPathNeeded:
+                pass  # refused as numbered from the known counters; nothing of it was kept
+        return self._apply_batch_once(commands, known_counters=False)
 
     def _apply_batch_once(
         self, commands: list[WriteCommand], *, known_counters: bool
@@ -481,8 +492,38 @@ class SqlStore:
                 search_index.indexed(indexed)
         return outcomes
 
+    async def _commit_planned(
+        self, pipelined: PipelinedCommitter, commands: list[WriteCommand]
+    ) -> list[Outcome] | None:
+        """PostgreSQL: commit a batch of posts to known rooms from the loop (pipelined.py).
+
+        None if the batch is not such a batch, or was refused (a counter had moved, a
+        client id was stored before): the writer thread then runs it the long way.
+        """
+        plan = self._applier.plan_known(commands)
+        if plan is None:
+            return None
+        counters = self._applier.counters
+        try:
+            await pipelined.commit(plan.statements)
+        except psycopg.IntegrityError as exc:
+            self._applier.refused(exc, plan.rooms)
+            return None
+        except BaseException:
+            counters.discard()
+            raise
+        counters.committed()
+        return plan.outcomes
+
     async def _run_batch(self, commands: list[WriteCommand]) -> list[Outcome]:
-        outcomes = await self._in_writer(lambda: self._apply_batch(commands))
+        pipelined = self._pipelined
+        outcomes = await self._commit_planned(pipelined, commands) if pipelined else None
+        if outcomes is None:
+            # On PostgreSQL the known counters were tried above, from the loop.
+            known_counters = pipelined is None
+            outcomes = await self._in_writer(
+                lambda: self._apply_batch(commands, known_counters=known_counters)
+            )
         committed = [o for o in outcomes if isinstance(o, RoomEvent)]
         if committed:
             try:
