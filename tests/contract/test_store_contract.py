@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
+from psycopg.pq import TransactionStatus
 
 from chatsphere.adapters.sql.bulk import BulkStatements
 from chatsphere.adapters.sql.store import SqlStore
@@ -717,12 +718,39 @@ async def test_a_pipelined_connection_that_breaks_is_replaced_and_loses_nothing(
     after = await chat.post(room.id, "bob", "after")
     assert committer.backend_pid not in (None, pid)  # a new connection committed it
     assert (first.seq, known.seq, after.seq) == (2, 3, 4)  # the failure took no seq
+    # …and it was numbered from the known counter, not refused and read again: the
+    # failed batch's numbers were never taken for stored ones.
+    assert chat.store._applier.counters.known([room.id]) == {room.id: 4}
     assert await chat.seqs(room.id) == [1, 2, 3, 4]
     assert [m.content["text"] for m in await chat.store.history(room.id, None, None, 10)] == [
         "before",
         "numbered from the known counter",
         "after",
     ]
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_pipelined_batch_refused_by_a_stored_client_id_leaves_its_connection_usable(
+    chat: Chat,
+) -> None:
+    # A retried client id makes the unique key refuse the pipelined batch; it is rolled
+    # back, reported as a conflict by the long path, and the same connection commits the
+    # next batch, again from the known counter (a duplicate holds no room off).
+    room = await chat.room()
+    await chat.post(room.id, "alice", "one", client_id="c-1")  # reads the counter
+    await chat.post(room.id, "alice", "two", client_id="c-2")  # pipelined
+    committer = chat.store._pipelined
+    assert committer is not None
+    pid = committer.backend_pid
+    with pytest.raises(ChatError) as refused:
+        await chat.post(room.id, "alice", "one, again", client_id="c-1")
+    assert refused.value.code is ErrorCode.CONFLICT
+    three = await chat.post(room.id, "alice", "three", client_id="c-3")
+    assert three.seq == 4 and await chat.seqs(room.id) == [1, 2, 3, 4]
+    assert committer.backend_pid == pid
+    assert chat.store._applier.counters.known([room.id]) == {room.id: 4}
+    conn = await committer._connection()
+    assert conn.info.transaction_status is TransactionStatus.IDLE
 
 
 async def test_concurrent_duplicates_store_one_and_fail_none_of_the_others(chat: Chat) -> None:

@@ -155,8 +155,8 @@ class BatchApplier:
     def __init__(self, dialect: str) -> None:
         self._lock_rows = dialect == "postgresql"
         self._sql = BulkStatements(dialect)
-        #: The counters this node committed last (writer thread only); the store tells
-        #: it when a batch committed or failed.
+        #: The counters this node committed last (one batch at a time: see counters.py);
+        #: the store tells it when a batch committed or failed.
         self.counters = RoomCounters()
 
     def apply(
@@ -166,7 +166,9 @@ class BatchApplier:
 
         With ``known_counters``, a batch of posts alone whose rooms' counters are all
         known is numbered from them; :class:`LongPathNeeded` if one had moved (or a
-        unique key refused a row: the long path then tells which command it was).
+        unique key refused a row: the long path then tells which command it was). The
+        store asks for that on SQLite; on PostgreSQL it sends such a batch from the event
+        loop (:meth:`plan_known`) and calls this for the long path only.
         """
         # The hot statements run on the driver's own connection (see bulk.py), inside
         # the transaction SQLAlchemy opened on it. A batch of posts alone (the common

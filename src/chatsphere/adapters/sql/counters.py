@@ -25,7 +25,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 class RoomCounters:
     """``last_seq`` per room: known values, and the ones a batch in flight will commit.
 
-    Writer thread only. Values are staged while a batch is applied and become known
+    Used by one batch at a time (the group-commit task's, in the writer thread or, on
+    PostgreSQL, on the event loop: see pipelined.py). Values are staged while a batch
+    is applied and become known
     only once its transaction committed (:meth:`committed`); a failed transaction
     :meth:`discard`\\ s them.
     """

@@ -19,10 +19,10 @@ goes to the senders, who retry with their client ids.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 
 import psycopg
+from psycopg.pq import PipelineStatus, TransactionStatus
 
 from .bulk import Statement
 
@@ -51,11 +51,26 @@ class PipelinedCommitter:
 
     async def _connection(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
         conn = self._conn
+        if (
+            conn is not None
+            and not conn.closed
+            and conn.info.transaction_status != TransactionStatus.IDLE
+        ):
+            # A batch left it inside a transaction (interrupted while rolling back): its
+            # locks and rows must not reach the next batch's COMMIT.
+            self._drop(conn)
+            conn = None
         if conn is None or conn.closed:
             conn = self._conn = await psycopg.AsyncConnection.connect(
                 self._conninfo, autocommit=True
             )
         return conn
+
+    def _drop(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+        """Close ``conn`` at once (the server rolls back what it had open)."""
+        conn.pgconn.finish()
+        if self._conn is conn:
+            self._conn = None
 
     async def commit(self, statements: Sequence[Statement]) -> None:
         """Run ``statements`` in one transaction, committed when this returns.
@@ -82,11 +97,16 @@ class PipelinedCommitter:
             raise
 
     async def _roll_back(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
-        """End the failed transaction; drop the connection if even that fails."""
+        """End the failed transaction; drop the connection if that fails or is cut short."""
         if conn.closed:
+            return
+        if conn.pgconn.pipeline_status != PipelineStatus.OFF:
+            self._drop(conn)  # left mid-pipeline: a ROLLBACK now might get no answer
             return
         try:
             await conn.execute("ROLLBACK", prepare=False)
         except psycopg.Error:
-            with contextlib.suppress(psycopg.Error):
-                await conn.close()
+            self._drop(conn)
+        except BaseException:
+            self._drop(conn)
+            raise
