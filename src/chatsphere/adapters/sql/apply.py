@@ -10,11 +10,11 @@ Message inserts, the bulk of the traffic, are deferred and written with one
 
 A batch of posts alone numbers its messages from the counters this node committed
 last, when it knows every room's (see ``counters.py``), and writes them back guarded
-instead of reading them first; if a guard (or a unique key) refuses it,
-:class:`LongPathNeeded` tells the store to run the batch again the long way. Such a batch
-needs no connection until it is stored: :meth:`BatchApplier.plan_known` numbers it and
-returns its statements, which PostgreSQL's store sends from the event loop
-(``pipelined.py``).
+instead of reading them first. Such a batch needs no connection until it is stored:
+:meth:`BatchApplier.plan_known` numbers it and returns its statements, which the store
+runs in the writer thread (SQLite) or sends from the event loop (PostgreSQL,
+``pipelined.py``). If a guard (or a unique key) refuses them, the store runs the batch
+again the long way.
 
 A new message is logged once: its ``messages`` row, numbered with the room's ``seq``,
 is its entry in the room's event log, and ``room_events`` holds every other kind of
@@ -64,13 +64,6 @@ from .codec import (
 from .counters import RoomCounters
 
 Outcome = RoomEvent | None | Exception
-
-
-class LongPathNeeded(Exception):
-    """A batch numbered from known counters was refused: a room's counter had moved
-    (another node wrote to it), or a unique key refused a row (a client id stored
-    earlier). Its transaction is void: run it again reading the counters, which also
-    tells which command was the duplicate."""
 
 
 def _counter_moved(exc: Exception) -> bool:
@@ -159,16 +152,11 @@ class BatchApplier:
         #: the store tells it when a batch committed or failed.
         self.counters = RoomCounters()
 
-    def apply(
-        self, conn: Connection, commands: list[WriteCommand], *, known_counters: bool = True
-    ) -> list[Outcome]:
+    def apply(self, conn: Connection, commands: list[WriteCommand]) -> list[Outcome]:
         """Apply ``commands`` in the open transaction of ``conn``; one outcome each.
 
-        With ``known_counters``, a batch of posts alone whose rooms' counters are all
-        known is numbered from them; :class:`LongPathNeeded` if one had moved (or a
-        unique key refused a row: the long path then tells which command it was). The
-        store asks for that on SQLite; on PostgreSQL it sends such a batch from the event
-        loop (:meth:`plan_known`) and calls this for the long path only.
+        The long path: each room's counter is read first (on PostgreSQL locked). A batch
+        of posts to rooms whose counters are known is planned instead (:meth:`plan_known`).
         """
         # The hot statements run on the driver's own connection (see bulk.py), inside
         # the transaction SQLAlchemy opened on it. A batch of posts alone (the common
@@ -177,29 +165,25 @@ class BatchApplier:
         raw = conn.connection.driver_connection
         posts_only = all(isinstance(c, PostMessage) for c in commands)
         rooms = sorted({_room_of(c) for c in commands})
-        known = self.counters.known(rooms) if posts_only and known_counters else None
-        try:
-            with self._sql.pipeline(raw) if posts_only else nullcontext():
-                cursor = raw.cursor()  # type: ignore[union-attr]
-                try:
-                    outcomes = self._apply(conn, raw, cursor, commands, rooms, known)
-                    if posts_only:
-                        self._sql.commit_in_pipeline(cursor)
-                finally:
-                    cursor.close()
-        except conn.dialect.loaded_dbapi.IntegrityError as exc:
-            if known is None:
-                raise
-            self.refused(exc, rooms)
-            raise LongPathNeeded(str(exc)) from exc
+        with self._sql.pipeline(raw) if posts_only else nullcontext():
+            cursor = raw.cursor()  # type: ignore[union-attr]
+            try:
+                outcomes = self._apply(conn, raw, cursor, commands, rooms, None)
+                if posts_only:
+                    self._sql.commit_in_pipeline(cursor)
+            finally:
+                cursor.close()
         return outcomes
 
     def plan_known(self, commands: list[WriteCommand]) -> KnownPlan | None:
         """Number a batch of posts alone from the counters this node knows, without a
-        connection: its outcomes and the statements that store it, to be sent by the
-        caller in one transaction (see pipelined.py). None unless every command is a post
-        and every room's counter is known. The counters are staged: tell them how the
-        commit ended (``counters.committed()``, or :meth:`refused` / ``discard()``).
+        connection: its outcomes and the statements that store it, to be run in one
+        transaction (:meth:`store_plan`, or from the event loop: pipelined.py). None
+        unless every command is a post and every room's counter is known. The counters
+        are staged: tell them how the commit ended (``counters.committed()``, or
+        :meth:`refused` / ``discard()``). If the statements fail with an integrity error
+        (a guard, or a client id stored earlier), nothing of the batch is kept: run it
+        again with :meth:`apply`, which also tells which command was the duplicate.
         """
         if not all(isinstance(c, PostMessage) for c in commands):
             return None
@@ -210,6 +194,16 @@ class BatchApplier:
         log = StatementLog()
         outcomes = self._apply(None, None, log, commands, rooms, known)
         return KnownPlan(outcomes, log.statements, rooms)
+
+    @staticmethod
+    def store_plan(conn: Connection, plan: KnownPlan) -> None:
+        """Run a plan's statements in the open transaction of ``conn`` (SQLite)."""
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            for statement in plan.statements:
+                statement.run(cursor)
+        finally:
+            cursor.close()
 
     def refused(self, exc: Exception, rooms: list[str]) -> None:
         """A batch numbered from known counters was refused by ``exc`` (an integrity
@@ -247,7 +241,7 @@ class BatchApplier:
             }
         else:
             # A client id stored by an earlier batch is refused by its unique key, which
-            # voids this transaction (LongPathNeeded); the long path then reports it.
+            # voids this transaction (see plan_known); the long path then reports it.
             taken = set()
             states = {room_id: _RoomState(last_seq) for room_id, last_seq in known.items()}
         pending = _Pending()

@@ -70,6 +70,15 @@ class Statement:
     many: bool = False
     prepare: bool | None = None
 
+    def run(self, cursor: Cursor) -> None:
+        """Run on a synchronous driver cursor."""
+        if self.many:
+            cursor.executemany(self.sql, self.params)
+        elif self.prepare is None:
+            cursor.execute(self.sql, self.params)
+        else:
+            cursor.execute(self.sql, self.params, prepare=self.prepare)  # type: ignore[call-arg]
+
 
 class StatementLog:
     """A cursor that keeps what is run on it, for a batch planned without a connection

@@ -49,7 +49,7 @@ from ...ports.store import CommitListener, PostMessage, StoredEvent, WriteComman
 from ...protocol.codec import room_event_frame
 from ...protocol.views import member_view, room_view
 from . import schema as t
-from .apply import BatchApplier, LongPathNeeded, Outcome
+from .apply import BatchApplier, KnownPlan, Outcome
 from .codec import (
     dumps,
     from_ms_required,
@@ -453,32 +453,44 @@ class SqlStore:
         return await self._writer.submit(command)
 
     def _apply_batch(self, commands: list[WriteCommand], *, known_counters: bool) -> list[Outcome]:
-        if known_counters:
+        """Commit ``commands`` in the writer thread; with ``known_counters``, numbered from
+        the counters this node knows when they are all posts to such rooms."""
+        plan = self._applier.plan_known(commands) if known_counters else None
+        if plan is not None:
             try:
-                return self._apply_batch_once(commands, known_counters=True)
-            except LongPathNeeded:
-                pass  # refused as numbered from the known counters; nothing of it was kept
-        return self._apply_batch_once(commands, known_counters=False)
+                return self._apply_batch_once(commands, plan)
+            except self._integrity_errors as exc:
+                # Refused (nothing of it was kept): the long path reads the counters, and
+                # tells which command was a duplicate.
+                self._applier.refused(exc, plan.rooms)
+        return self._apply_batch_once(commands, None)
 
-    def _apply_batch_once(
-        self, commands: list[WriteCommand], *, known_counters: bool
-    ) -> list[Outcome]:
+    @property
+    def _integrity_errors(self) -> tuple[type[Exception], ...]:
         # The hot statements run on the driver's cursor (bulk.py), so a unique-key
         # violation arrives as the driver's own IntegrityError, not SQLAlchemy's.
-        integrity_errors = (IntegrityError, self._sync_engine.dialect.loaded_dbapi.IntegrityError)
+        return (IntegrityError, self._sync_engine.dialect.loaded_dbapi.IntegrityError)
+
+    def _apply_batch_once(
+        self, commands: list[WriteCommand], plan: KnownPlan | None
+    ) -> list[Outcome]:
         search_index = self._search_index
         counters = self._applier.counters
         try:
             with self._write_transaction() as conn:
-                outcomes = self._applier.apply(conn, commands, known_counters=known_counters)
+                if plan is None:
+                    outcomes = self._applier.apply(conn, commands)
+                else:
+                    self._applier.store_plan(conn, plan)
+                    outcomes = plan.outcomes
                 indexed = (
                     search_index.catch_up(conn, CATCH_UP_LIMIT)
                     if search_index is not None and search_index.due
                     else 0
                 )
-        except integrity_errors as exc:
+        except self._integrity_errors as exc:
             counters.discard()
-            if len(commands) == 1:
+            if plan is None and len(commands) == 1:
                 # Unique keys guard idempotent sends and event numbering.
                 raise ChatError(ErrorCode.CONFLICT, "conflicts with a stored record") from exc
             raise
