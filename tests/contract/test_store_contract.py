@@ -712,7 +712,8 @@ async def test_a_pipelined_connection_that_breaks_is_replaced_and_loses_nothing(
     pid = committer.backend_pid
     assert pid is not None
     async with chat.store._read_engine.connect() as conn:
-        await conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        # With a timeout it returns once the process has exited (PostgreSQL 14+).
+        await conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)}, 5000)")
     with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises
         await chat.post(room.id, "alice", "lost with the connection")
     after = await chat.post(room.id, "bob", "after")
