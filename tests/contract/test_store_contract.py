@@ -18,6 +18,7 @@ import pytest
 from psycopg.pq import TransactionStatus
 
 from chatsphere.adapters.sql.bulk import BulkStatements
+from chatsphere.adapters.sql.pipelined import PipelinedCommitter
 from chatsphere.adapters.sql.store import SqlStore
 from chatsphere.domain.events import EventType, RoomEvent
 from chatsphere.domain.messages import Message, MessageStatus, MessageType, Reaction, mentions_in
@@ -697,6 +698,13 @@ async def test_a_writer_connection_that_breaks_is_replaced_and_loses_nothing(
     ]
 
 
+def backend_pid(committer: PipelinedCommitter) -> int:
+    """The PostgreSQL process serving the connection that commits from the loop."""
+    conn = committer._conn
+    assert conn is not None and not conn.closed
+    return conn.info.backend_pid
+
+
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_a_pipelined_connection_that_breaks_is_replaced_and_loses_nothing(
     chat: Chat,
@@ -709,15 +717,14 @@ async def test_a_pipelined_connection_that_breaks_is_replaced_and_loses_nothing(
     known = await chat.post(room.id, "alice", "numbered from the known counter")
     committer = chat.store._pipelined
     assert committer is not None
-    pid = committer.backend_pid
-    assert pid is not None
+    pid = backend_pid(committer)
     async with chat.store._read_engine.connect() as conn:
         # With a timeout it returns once the process has exited (PostgreSQL 14+).
         await conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)}, 5000)")
     with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises
         await chat.post(room.id, "alice", "lost with the connection")
     after = await chat.post(room.id, "bob", "after")
-    assert committer.backend_pid not in (None, pid)  # a new connection committed it
+    assert backend_pid(committer) != pid  # a new connection committed it
     assert (first.seq, known.seq, after.seq) == (2, 3, 4)  # the failure took no seq
     # …and it was numbered from the known counter, not refused and read again: the
     # failed batch's numbers were never taken for stored ones.
@@ -742,13 +749,13 @@ async def test_a_pipelined_batch_refused_by_a_stored_client_id_leaves_its_connec
     await chat.post(room.id, "alice", "two", client_id="c-2")  # pipelined
     committer = chat.store._pipelined
     assert committer is not None
-    pid = committer.backend_pid
+    pid = backend_pid(committer)
     with pytest.raises(ChatError) as refused:
         await chat.post(room.id, "alice", "one, again", client_id="c-1")
     assert refused.value.code is ErrorCode.CONFLICT
     three = await chat.post(room.id, "alice", "three", client_id="c-3")
     assert three.seq == 4 and await chat.seqs(room.id) == [1, 2, 3, 4]
-    assert committer.backend_pid == pid
+    assert backend_pid(committer) == pid
     assert chat.store._applier.counters.known([room.id]) == {room.id: 4}
     conn = await committer._connection()
     assert conn.info.transaction_status is TransactionStatus.IDLE

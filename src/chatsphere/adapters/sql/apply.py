@@ -1,10 +1,11 @@
 """Apply a batch of write commands in one transaction and number their events.
 
-The applier is synchronous: the store runs each whole batch in its writer thread, so
-a transaction costs one thread hop rather than one per statement. Each room touched
-by the batch has its counter read (and on PostgreSQL locked, in a fixed order so
-concurrent nodes cannot deadlock) at the start. Commands are checked against the
-state they target *before* taking a ``seq``, so a refused command never leaves a gap.
+The long path (:meth:`BatchApplier.apply`) is synchronous: the store runs the whole
+batch in its writer thread, so a transaction costs one thread hop rather than one per
+statement. Each room touched by the batch has its counter read (and on PostgreSQL
+locked, in a fixed order so concurrent nodes cannot deadlock) at the start. Commands
+are checked against the state they target *before* taking a ``seq``, so a refused
+command never leaves a gap.
 Message inserts, the bulk of the traffic, are deferred and written with one
 ``executemany`` per table.
 
@@ -159,16 +160,33 @@ class BatchApplier:
         of posts to rooms whose counters are known is planned instead (:meth:`plan_known`).
         """
         # The hot statements run on the driver's own connection (see bulk.py), inside
-        # the transaction SQLAlchemy opened on it. A batch of posts alone (the common
-        # case) runs pipelined on PostgreSQL; other commands read and write through
-        # SQLAlchemy as they go, which a pipeline would not suit.
+        # the transaction SQLAlchemy opened on it. A batch of posts alone (here a room's
+        # first post on this node, or a refused plan) runs pipelined on PostgreSQL; other
+        # commands read and write through SQLAlchemy as they go, which a pipeline would
+        # not suit.
         raw = conn.connection.driver_connection
         posts_only = all(isinstance(c, PostMessage) for c in commands)
         rooms = sorted({_room_of(c) for c in commands})
+        wanted = {
+            _client_key(c)
+            for c in commands
+            if isinstance(c, PostMessage) and c.message.client_message_id
+        }
         with self._sql.pipeline(raw) if posts_only else nullcontext():
             cursor = raw.cursor()  # type: ignore[union-attr]
             try:
-                outcomes = self._apply(conn, raw, cursor, commands, rooms, None)
+                counters, taken = self._sql.batch_state(
+                    raw, rooms, sorted(wanted), lock=self._lock_rows
+                )
+                states = {
+                    room_id: _RoomState(
+                        last_seq,
+                        member_count,
+                        orjson.loads(settings).get("max_participants", 10_000),
+                    )
+                    for room_id, last_seq, member_count, settings in counters
+                }
+                outcomes = self._apply(conn, cursor, commands, states, taken, None)
                 if posts_only:
                     self._sql.commit_in_pipeline(cursor)
             finally:
@@ -191,17 +209,22 @@ class BatchApplier:
         known = self.counters.known(rooms)
         if known is None:
             return None
+        states = {room_id: _RoomState(last_seq) for room_id, last_seq in known.items()}
         log = StatementLog()
-        outcomes = self._apply(None, None, log, commands, rooms, known)
+        # A client id stored by an earlier batch is refused by its unique key, which
+        # voids the transaction; the long path then reports it.
+        outcomes = self._apply(None, log, commands, states, set(), known)
         return KnownPlan(outcomes, log.statements, rooms)
 
     @staticmethod
     def store_plan(conn: Connection, plan: KnownPlan) -> None:
-        """Run a plan's statements in the open transaction of ``conn`` (SQLite)."""
+        """Run a plan's statements in the open transaction of ``conn`` (SQLite's writer
+        thread; PostgreSQL sends them from the loop, pipelined.py)."""
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             for statement in plan.statements:
-                statement.run(cursor)
+                run = cursor.executemany if statement.many else cursor.execute
+                run(statement.sql, statement.params)
         finally:
             cursor.close()
 
@@ -217,33 +240,15 @@ class BatchApplier:
     def _apply(
         self,
         conn: Connection | None,
-        raw: Any,
         cursor: Cursor,
         commands: list[WriteCommand],
-        rooms: list[str],
+        states: dict[str, _RoomState],
+        taken: set[tuple[str, str, str]],
         known: dict[str, int] | None,
     ) -> list[Outcome]:
-        taken: set[tuple[str, str, str]]
-        if known is None:
-            wanted = {
-                _client_key(c)
-                for c in commands
-                if isinstance(c, PostMessage) and c.message.client_message_id
-            }
-            counters, taken = self._sql.batch_state(
-                raw, rooms, sorted(wanted), lock=self._lock_rows
-            )
-            states = {
-                room_id: _RoomState(
-                    last_seq, member_count, orjson.loads(settings).get("max_participants", 10_000)
-                )
-                for room_id, last_seq, member_count, settings in counters
-            }
-        else:
-            # A client id stored by an earlier batch is refused by its unique key, which
-            # voids this transaction (see plan_known); the long path then reports it.
-            taken = set()
-            states = {room_id: _RoomState(last_seq) for room_id, last_seq in known.items()}
+        """Number ``commands`` against ``states`` and write them through ``cursor``;
+        ``taken`` holds the client ids stored already, ``known`` the counters a planned
+        batch numbers from (its writes are then guarded)."""
         pending = _Pending()
         outcomes: list[Outcome] = []
         for command in commands:

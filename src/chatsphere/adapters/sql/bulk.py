@@ -6,7 +6,9 @@ write the counters back. Through SQLAlchemy Core each execution costs ~0.3 ms of
 Python (cache key, parameter processing) against tens of microseconds inside the
 database, so a small batch paid mostly for the toolkit. Here the SQL text is built
 once from the table definitions in :mod:`.schema` and run on the driver's own
-cursor, inside the transaction SQLAlchemy opened on the same connection. Rare
+cursor, inside the transaction SQLAlchemy opened on the same connection; a batch
+planned from known counters is recorded (:class:`StatementLog`) and run later, on
+PostgreSQL from the event loop on a connection of its own (``pipelined.py``). Rare
 commands (edits, deletes, membership) stay on SQLAlchemy Core in :mod:`.apply`.
 """
 
@@ -69,15 +71,6 @@ class Statement:
     params: Any
     many: bool = False
     prepare: bool | None = None
-
-    def run(self, cursor: Cursor) -> None:
-        """Run on a synchronous driver cursor."""
-        if self.many:
-            cursor.executemany(self.sql, self.params)
-        elif self.prepare is None:
-            cursor.execute(self.sql, self.params)
-        else:
-            cursor.execute(self.sql, self.params, prepare=self.prepare)  # type: ignore[call-arg]
 
 
 class StatementLog:

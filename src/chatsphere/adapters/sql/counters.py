@@ -27,9 +27,8 @@ class RoomCounters:
 
     Used by one batch at a time (the group-commit task's, in the writer thread or, on
     PostgreSQL, on the event loop: see pipelined.py). Values are staged while a batch
-    is applied and become known
-    only once its transaction committed (:meth:`committed`); a failed transaction
-    :meth:`discard`\\ s them.
+    is applied and become known only once its transaction committed (:meth:`committed`);
+    a failed transaction :meth:`discard`\\ s them.
     """
 
     def __init__(

@@ -45,11 +45,6 @@ class PipelinedCommitter:
         if conn is not None:
             await conn.close()
 
-    @property
-    def backend_pid(self) -> int | None:
-        """The PostgreSQL backend serving the connection, if one is open."""
-        return None if self._conn is None or self._conn.closed else self._conn.info.backend_pid
-
     async def _connection(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
         conn = self._conn
         if (

@@ -1,8 +1,10 @@
 """SqlStore: the Store port on SQLAlchemy 2 Core, for SQLite and PostgreSQL.
 
 SQLite runs in WAL mode with one write connection (``BEGIN IMMEDIATE``) fed by the
-group-commit writer, and a separate pool for reads. PostgreSQL shares one pool;
-per-room counters are locked with ``SELECT … FOR UPDATE`` so several nodes can write.
+group-commit writer, and a separate pool for reads. PostgreSQL has a read pool, the
+writer thread's connections, and one async connection that commits batches of posts
+from the event loop (``pipelined.py``); per-room counters are locked with
+``SELECT … FOR UPDATE`` so several nodes can write.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
-import psycopg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
@@ -112,9 +113,9 @@ _fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 #: PostgreSQL, read sessions: plan every execution of a prepared statement for its own
 #: parameters and the tables as they are now. asyncpg prepares every statement on the
 #: server, and after five executions PostgreSQL may settle on a generic plan for the
-#: connection's life, made perhaps while the tables were empty. The writer's session
-#: keeps generic plans for its inserts (planning an INSERT afresh took ~30 µs each
-#: time) and never prepares the two lookups whose plans depend on table
+#: connection's life, made perhaps while the tables were empty. The write connections
+#: keep generic plans for their inserts (planning an INSERT afresh took ~30 µs each
+#: time) and never prepare the two lookups whose plans depend on table
 #: sizes (see bulk.py); on a node started on an empty database the prepared client-id
 #: lookup had settled on a scan of ``messages`` in every group commit.
 _PG_PLAN_CACHE_MODE = "force_custom_plan"
@@ -452,10 +453,11 @@ class SqlStore:
     async def commit(self, command: WriteCommand) -> RoomEvent | None:
         return await self._writer.submit(command)
 
-    def _apply_batch(self, commands: list[WriteCommand], *, known_counters: bool) -> list[Outcome]:
-        """Commit ``commands`` in the writer thread; with ``known_counters``, numbered from
-        the counters this node knows when they are all posts to such rooms."""
-        plan = self._applier.plan_known(commands) if known_counters else None
+    def _apply_batch(self, commands: list[WriteCommand]) -> list[Outcome]:
+        """Commit ``commands`` in the writer thread. On SQLite, posts to rooms whose
+        counters this node knows are numbered from them; PostgreSQL has tried that from
+        the loop already (:meth:`_commit_planned`)."""
+        plan = self._applier.plan_known(commands) if self._pipelined is None else None
         if plan is not None:
             try:
                 return self._apply_batch_once(commands, plan)
@@ -518,7 +520,7 @@ class SqlStore:
         counters = self._applier.counters
         try:
             await pipelined.commit(plan.statements)
-        except psycopg.IntegrityError as exc:
+        except self._integrity_errors as exc:
             self._applier.refused(exc, plan.rooms)
             return None
         except BaseException:
@@ -531,11 +533,7 @@ class SqlStore:
         pipelined = self._pipelined
         outcomes = await self._commit_planned(pipelined, commands) if pipelined else None
         if outcomes is None:
-            # On PostgreSQL the known counters were tried above, from the loop.
-            known_counters = pipelined is None
-            outcomes = await self._in_writer(
-                lambda: self._apply_batch(commands, known_counters=known_counters)
-            )
+            outcomes = await self._in_writer(lambda: self._apply_batch(commands))
         committed = [o for o in outcomes if isinstance(o, RoomEvent)]
         if committed:
             try:
