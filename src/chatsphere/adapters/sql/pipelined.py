@@ -6,10 +6,10 @@ Sending them from the writer thread cost the thread hand-offs of a round trip: t
 thread waits for PostgreSQL, then for the interpreter lock while the event loop runs on
 the same core, and the loop waits for it in turn (at 6,400 posts/s the thread spent 23 %
 of its time waiting on futexes, the lock's or the next batch's, against 27 % waiting
-for PostgreSQL). Here the loop sends them
-through psycopg's async pipeline, ``BEGIN`` … ``COMMIT`` in one round trip, and does
-other work until PostgreSQL answers. Every other batch (a first post to a room, edits,
-reactions, membership, a batch refused here) still runs in the writer thread.
+for PostgreSQL). Here the loop sends them through psycopg's async pipeline, ``BEGIN``
+… ``COMMIT`` in one round trip, and does other work until PostgreSQL answers. Every
+other batch (a first post to a room, edits, reactions, membership, a batch refused
+here) still runs in the writer thread.
 
 If a statement fails, PostgreSQL skips the rest of the pipeline, the COMMIT with it,
 and the transaction is rolled back before the error reaches the caller. A connection
