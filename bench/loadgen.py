@@ -67,6 +67,18 @@ monotonic_ns = time.monotonic_ns
 warnings.filterwarnings("ignore", message=".*HMAC key.*")
 
 
+def flush_dirty_pages() -> None:
+    """Write every dirty page on the machine to disk now (``sync``).
+
+    The kernel writes a page back about 30 s after it was dirtied, so what an overloaded
+    step stored would otherwise reach the disk during a later step, and the durable
+    commits measured there would wait behind it: right after a step offered 25,600 msg/s,
+    a PostgreSQL run at 9,000 msg/s had a p99 of 10.8–47.5 ms in 11 of 12 runs, and of
+    3.6–4.9 ms in all 5 that synced first. Each step should pay for its own writes only.
+    """
+    os.sync()
+
+
 def log(msg: str) -> None:
     """Print one progress line to stderr."""
     print(msg, file=sys.stderr, flush=True)
@@ -730,15 +742,17 @@ class Generator:
         return scheduled, skipped
 
     async def settle_backlog(self, limit: float = 30.0) -> None:
-        """After an overloaded step, wait (bounded) until the server's backlog stops arriving."""
+        """After an overloaded step, wait (bounded) until the server's backlog stops arriving,
+        then write the dirty pages it left to disk (see :func:`flush_dirty_pages`)."""
         deadline = time.monotonic() + limit
         last = -1
         while time.monotonic() < deadline:
             now = self.rec.stale + self.rec.other + self.rec.delivered + self.rec.acked
             if now == last:
-                return
+                break
             last = now
             await asyncio.sleep(0.5)
+        await asyncio.to_thread(flush_dirty_pages)
 
     async def drain(self, limit: float) -> None:
         """Wait (bounded) for the window's outstanding deliveries and acks."""

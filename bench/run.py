@@ -306,6 +306,7 @@ def _run_case(
     case: dict[str, Any],
 ) -> dict[str, Any]:
     label = f"{scenario.key}-{server}-{db}"
+    os.sync()  # the previous case's writes reach the disk now, not during this one
     case["background_cpu_pct"] = wait_for_quiet(ctx.quiet_wait)
     nodes: list[ServerProcess] = []
     try:
@@ -331,6 +332,8 @@ def _run_case(
     finally:
         for s in nodes:
             s.stop()
+        for path in ctx.workdir.glob(f"{label}-n*.db*"):
+            path.unlink()  # its pages need never be written back; the logs stay
     return case
 
 
