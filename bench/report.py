@@ -377,8 +377,8 @@ def write_markdown(path: Path, meta: dict[str, Any], cases: list[Case], root: Pa
         "rates stepped up (×2) until p99 delivery passes 50 ms or deliveries fall behind, "
         "then bisected between the last passing and first failing rate. After the climb, "
         "half the best sustained rate runs for a warm-up and then one measured step (10 s in "
-        "the full profile): the "
-        "latency there (repeated once if only its tail failed, as in the climb). Before "
+        "the full profile): the latency there (repeated once if only its tail failed, as in "
+        "the climb). Before "
         "each scenario, after every failing step and before the half-rate step, the "
         "machine's dirty pages are written to disk (`sync`), so that no step waits behind "
         "the writeback of what an earlier one stored.",
