@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.calibrate import describe
 from bench.scenarios import SCENARIOS, SERVER_TITLES, SHORT_TITLES
 from bench.sysinfo import git_revision, machine_summary, package_version
 
@@ -346,7 +347,9 @@ def _limits(cases: list[Case]) -> list[str]:
 
 def write_markdown(path: Path, meta: dict[str, Any], cases: list[Case], root: Path) -> None:
     """Write ``RESULTS.md``."""
-    machine = machine_summary()
+    # Recorded by the run since 2026-12-05; older files are described by this machine.
+    machine = meta.get("machine") or machine_summary()
+    calibration = describe(meta.get("calibration") or {})
     versions = {name: package_version(name) for name in PACKAGES}
     versions["SQLite"] = sqlite3.sqlite_version
     versions["PostgreSQL server"] = postgres_version()
@@ -360,6 +363,7 @@ def write_markdown(path: Path, meta: dict[str, Any], cases: list[Case], root: Pa
         f"Machine: {machine['cpu']}, {machine['memory']}, Linux {machine['kernel']}, "
         f"Python {machine['python']}, open-file limit {machine['fd_limit']}.",
         "",
+        *([calibration, ""] if calibration else []),
         "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
         "",
         "Servers:",

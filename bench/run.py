@@ -44,6 +44,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(ROOT))
 
 from bench import report  # noqa: E402
+from bench.calibrate import calibrate  # noqa: E402
 from bench.scenarios import (  # noqa: E402
     DEFAULT_SCENARIOS,
     SCENARIOS,
@@ -51,7 +52,7 @@ from bench.scenarios import (  # noqa: E402
     Profile,
     Scenario,
 )
-from bench.sysinfo import HostMeter, git_revision  # noqa: E402
+from bench.sysinfo import HostMeter, git_revision, machine_summary  # noqa: E402
 
 BENCH = ROOT / "bench"
 JWT_SECRET = "bench-secret-0123456789-chatsphere-benchmark"  # >= 32 bytes, as the server asks
@@ -423,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         started_at = datetime.now(UTC)
         revision = git_revision(ROOT)  # the code under test, before anything is written
+        calibration = calibrate(workdir, int(SERVER_CPU), int(GENERATOR_CPU))
+        log(f"host calibration: {calibration}")
         cases = []
         for key in keys:
             scenario = SCENARIOS[key]
@@ -439,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": round(time.monotonic() - started),
             "pg_url": args.pg_url,
             "revision": revision,
+            "machine": machine_summary(),
+            "calibration": calibration,
             "scenarios": keys,
             "servers": servers,
         }
