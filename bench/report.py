@@ -352,7 +352,11 @@ def write_markdown(path: Path, meta: dict[str, Any], cases: list[Case], root: Pa
     calibration = describe(meta.get("calibration") or {})
     versions = {name: package_version(name) for name in PACKAGES}
     versions["SQLite"] = sqlite3.sqlite_version
-    versions["PostgreSQL server"] = postgres_version()
+    pg = dict(meta.get("postgres") or {})  # recorded by the run since 2026-12-05
+    versions["PostgreSQL server"] = pg.pop("server_version", None) or postgres_version()
+    pg_settings = (
+        " (its settings: " + ", ".join(f"{k} {v}" for k, v in pg.items()) + ")" if pg else ""
+    )
     revision = meta.get("revision") or git_revision(root)  # recorded by runs since 2026-12-02
     lines = [
         "# ChatSphere benchmark results",
@@ -371,7 +375,8 @@ def write_markdown(path: Path, meta: dict[str, Any], cases: list[Case], root: Pa
         "- **ChatSphere**: `python -m chatsphere serve` with "
         "`AUTH_MODE=jwt RATE_LIMIT_ENABLED=false MODERATION_ENABLED=false LOG_LEVEL=WARNING`, "
         "SQLite (WAL, synchronous=FULL) in a fresh file per scenario, PostgreSQL where "
-        f"stated, in a database created empty per scenario on the server of `{meta['pg_url']}`.",
+        f"stated, in a database created empty per scenario on the server of `{meta['pg_url']}`"
+        f"{pg_settings}.",
         f"- **websockets**: {SERVER_TITLES['websockets']}, `bench/baselines/ws_broadcast.py`: "
         "the same frames, one `broadcast()` per message, no persistence, uvloop.",
         f"- **Socket.IO**: {SERVER_TITLES['socketio']}, `bench/baselines/socketio_server.py`: "

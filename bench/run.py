@@ -284,6 +284,35 @@ def fresh_pg_database(url: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+#: PostgreSQL settings that move S4's figures; the report prints them with the version.
+PG_SETTINGS = (
+    "server_version",
+    "shared_buffers",
+    "max_wal_size",
+    "checkpoint_timeout",
+    "synchronous_commit",
+    "full_page_writes",
+    "autovacuum",
+)
+
+
+def postgres_settings(url: str) -> dict[str, str]:
+    """:data:`PG_SETTINGS` as the server of ``url`` reports them; empty if unreachable."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(dsn, connect_timeout=5) as conn:
+            rows = conn.execute(
+                "SELECT name, current_setting(name) FROM unnest(%s::text[]) AS name",
+                (list(PG_SETTINGS),),
+            ).fetchall()
+    except psycopg.Error:
+        return {}
+    return {str(name): str(value) for name, value in rows}
+
+
 def run_case(
     ctx: RunContext, scenario: Scenario, server: str, db: str, profile: Profile
 ) -> dict[str, Any]:
@@ -426,6 +455,13 @@ def main(argv: list[str] | None = None) -> int:
         revision = git_revision(ROOT)  # the code under test, before anything is written
         calibration = calibrate(workdir, int(SERVER_CPU), int(GENERATOR_CPU))
         log(f"host calibration: {calibration}")
+        uses_pg = any(
+            "postgres" in SCENARIOS[k].databases_for(server, profile)
+            for k in keys
+            for server in servers
+            if server in SCENARIOS[k].servers
+        )
+        pg = postgres_settings(args.pg_url) if uses_pg and pg_reachable(args.pg_url) else {}
         cases = []
         for key in keys:
             scenario = SCENARIOS[key]
@@ -444,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
             "revision": revision,
             "machine": machine_summary(),
             "calibration": calibration,
+            "postgres": pg,
             "scenarios": keys,
             "servers": servers,
         }

@@ -1,4 +1,7 @@
-"""The host calibration measures something real and reaches the report; no timing asserted."""
+"""The host calibration measures something real, and the report describes the recorded host.
+
+No timing is asserted.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ def test_report_describes_the_recorded_host_not_the_current_one(tmp_path: Path) 
             "python": "3.11.9",
             "fd_limit": "1024/4096",
         },
+        "postgres": {"server_version": "15.99", "shared_buffers": "128MB"},
         "calibration": {
             "loopback_send_us": 3.25,
             "fdatasync_p50_ms": 0.2,
@@ -50,6 +54,8 @@ def test_report_describes_the_recorded_host_not_the_current_one(tmp_path: Path) 
     assert "costs 3.25 µs of the sender's CPU" in text
     assert "takes 0.2 ms (p99 0.9)" in text
     assert "Python loop takes 41.5 ms" in text
+    assert "PostgreSQL server 15.99" in text
+    assert "(its settings: shared_buffers 128MB)." in text
 
 
 def test_report_without_calibration_leaves_the_line_out(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from bench.run import fresh_pg_database
+from bench.run import PG_SETTINGS, fresh_pg_database, postgres_settings
 from sqlalchemy.engine import make_url
 
 from tests.conftest import PG_URL, require_service
@@ -39,3 +39,18 @@ def test_a_case_gets_an_empty_database_that_is_dropped_afterwards() -> None:
                 conn.execute("CREATE TABLE left_behind (id int)")
             assert name in _databases()
         assert name not in _databases()
+
+
+def test_the_run_records_the_servers_settings_as_the_server_reports_them() -> None:
+    require_service("PostgreSQL", PG_URL, 5432)
+
+    settings = postgres_settings(PG_URL)
+
+    assert set(settings) == set(PG_SETTINGS)
+    with psycopg.connect(_plain(PG_URL)) as conn:
+        for name, value in settings.items():
+            assert conn.execute(f"SHOW {name}").fetchone() == (value,)
+
+
+def test_an_unreachable_server_records_no_settings() -> None:
+    assert postgres_settings("postgresql+asyncpg://postgres@127.0.0.1:1/none") == {}
