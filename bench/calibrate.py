@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -67,11 +68,13 @@ def loopback_send_us(sender_cpu: int, reader_cpu: int) -> float:
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         argv = [sys.executable, "-c", _READER, str(port)]
-        if sys.platform == "linux" and reader_cpu < (os.cpu_count() or 1):
+        if shutil.which("taskset") and reader_cpu < (os.cpu_count() or 1):
             argv = ["taskset", "-c", str(reader_cpu), *argv]
+        server.settimeout(10)
         reader = subprocess.Popen(argv)
         try:
             conn, _ = server.accept()
+            conn.settimeout(None)
             with conn, _pinned_to(sender_cpu):
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 send = conn.send
@@ -82,7 +85,11 @@ def loopback_send_us(sender_cpu: int, reader_cpu: int) -> float:
                         send(FRAME)
                     rounds.append((time.thread_time() - start) / SENDS * 1e6)
         finally:
-            reader.wait(timeout=10)
+            try:  # it stops once the connection closes
+                reader.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                reader.kill()
+                reader.wait()
     return round(statistics.median(rounds), 2)
 
 
