@@ -455,22 +455,19 @@ def main(argv: list[str] | None = None) -> int:
         revision = git_revision(ROOT)  # the code under test, before anything is written
         calibration = calibrate(workdir, int(SERVER_CPU), int(GENERATOR_CPU))
         log(f"host calibration: {calibration}")
-        uses_pg = any(
-            "postgres" in SCENARIOS[k].databases_for(server, profile)
-            for k in keys
+        planned = [
+            (SCENARIOS[key], server, db)
+            for key in keys
             for server in servers
-            if server in SCENARIOS[k].servers
-        )
+            if server in SCENARIOS[key].servers
+            for db in SCENARIOS[key].databases_for(server, profile)
+        ]
+        uses_pg = any(db == "postgres" for _, _, db in planned)
         pg = postgres_settings(args.pg_url) if uses_pg and pg_reachable(args.pg_url) else {}
         cases = []
-        for key in keys:
-            scenario = SCENARIOS[key]
-            for server in servers:
-                if server not in scenario.servers:
-                    continue
-                for db in scenario.databases_for(server, profile):
-                    log(f"--- {scenario.title_for(profile)}: {server} ({db})")
-                    cases.append(run_case(ctx, scenario, server, db, profile))
+        for scenario, server, db in planned:
+            log(f"--- {scenario.title_for(profile)}: {server} ({db})")
+            cases.append(run_case(ctx, scenario, server, db, profile))
         meta = {
             "command": command.strip(),
             "profile": profile,
