@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -32,6 +31,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from bench.sysinfo import pinned
 
 #: A frame the size of a chat event (the scenarios send ~150-byte events).
 FRAME = b"\x81\x7e\x00\x96" + b"x" * 150
@@ -67,11 +68,10 @@ def loopback_send_us(sender_cpu: int, reader_cpu: int) -> float:
     """Median sender CPU (µs) per ``send`` of :data:`FRAME` over loopback TCP, of 3 rounds."""
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
-        argv = [sys.executable, "-c", _READER, str(port)]
-        if shutil.which("taskset") and reader_cpu < (os.cpu_count() or 1):
-            argv = ["taskset", "-c", str(reader_cpu), *argv]
         server.settimeout(10)
-        reader = subprocess.Popen(argv)
+        reader = subprocess.Popen(
+            pinned(str(reader_cpu), [sys.executable, "-c", _READER, str(port)])
+        )
         try:
             conn, _ = server.accept()
             conn.settimeout(None)

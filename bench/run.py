@@ -52,7 +52,7 @@ from bench.scenarios import (  # noqa: E402
     Profile,
     Scenario,
 )
-from bench.sysinfo import HostMeter, git_revision, machine_summary  # noqa: E402
+from bench.sysinfo import HostMeter, git_revision, machine_summary, pinned  # noqa: E402
 
 BENCH = ROOT / "bench"
 JWT_SECRET = "bench-secret-0123456789-chatsphere-benchmark"  # >= 32 bytes, as the server asks
@@ -64,13 +64,6 @@ GENERATOR_CPU = "1"
 def log(msg: str) -> None:
     """Progress line on stderr."""
     print(f"[run {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def pinned(cpu: str, argv: list[str]) -> list[str]:
-    """Prefix ``argv`` with ``taskset -c cpu`` when taskset exists and the CPU is there."""
-    if shutil.which("taskset") and (os.cpu_count() or 1) > int(cpu):
-        return ["taskset", "-c", cpu, *argv]
-    return argv
 
 
 def free_port_pair() -> int:
@@ -463,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
             for db in SCENARIOS[key].databases_for(server, profile)
         ]
         uses_pg = any(db == "postgres" for _, _, db in planned)
-        pg = postgres_settings(args.pg_url) if uses_pg and pg_reachable(args.pg_url) else {}
+        pg = postgres_settings(args.pg_url) if uses_pg else {}
         cases = []
         for scenario, server, db in planned:
             log(f"--- {scenario.title_for(profile)}: {server} ({db})")

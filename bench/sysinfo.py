@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -12,6 +13,13 @@ from importlib import metadata
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def pinned(cpu: str, argv: list[str]) -> list[str]:
+    """Prefix ``argv`` with ``taskset -c cpu`` when taskset exists and the CPU is there."""
+    if shutil.which("taskset") and (os.cpu_count() or 1) > int(cpu):
+        return ["taskset", "-c", cpu, *argv]
+    return argv
 
 
 def rss_kib(pid: int) -> int | None:
