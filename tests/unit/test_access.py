@@ -67,7 +67,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def access(store: ReadCountingStore, clock: FakeClock) -> Access:
-    return Access(cast(Store, store), clock, ttl=60.0)
+    return Access(cast(Store, store), clock, ttl=60.0, jitter=0.0)
 
 
 async def test_a_room_list_is_read_once_within_the_ttl(
@@ -81,6 +81,35 @@ async def test_a_room_list_is_read_once_within_the_ttl(
     clock.advance(2)  # past the TTL: another node's change may be unseen, so read again
     await access.user_rooms("alice")
     assert store.reads["rooms_of:alice"] == 2
+
+
+async def test_entries_filled_together_expire_spread_over_the_last_part_of_the_ttl(
+    store: ReadCountingStore, clock: FakeClock
+) -> None:
+    """A crowd's entries must not all expire, and be read again, in the same instant."""
+    access = Access(cast(Store, store), clock, ttl=60.0, jitter=0.25)
+    users = [f"u{i}" for i in range(200)]
+    for user in users:
+        await access.user_rooms(user)
+
+    async def reread() -> int:
+        before = sum(store.reads.values())
+        for user in users:
+            await access.user_rooms(user)
+        return sum(store.reads.values()) - before
+
+    clock.advance(44.9)  # before 1 - jitter of the TTL: every entry still fresh
+    assert await reread() == 0
+    clock.advance(7.6)  # 52.5 s, the middle of the 45-60 s span: about half expired
+    half = await reread()
+    assert 40 <= half <= 160  # binomial(200, 1/2) leaves this range with p < 1e-17
+    clock.advance(7.6)  # 60.1 s: past the TTL, every entry not re-read at 52.5 s expired
+    assert await reread() == 200 - half
+
+
+def test_jitter_must_leave_part_of_the_ttl(store: ReadCountingStore, clock: FakeClock) -> None:
+    with pytest.raises(ValueError):
+        Access(cast(Store, store), clock, jitter=1.0)
 
 
 async def test_an_empty_room_list_is_cached_too(access: Access, store: ReadCountingStore) -> None:

@@ -6,10 +6,16 @@ membership or room change for them, so a kicked user is refused immediately; ``t
 (60 s) only bounds how long a change committed by *another* node can go unseen. It is
 long because fans send rarely: with 500 senders at one message each per five seconds
 (bench S3), a 5 s TTL missed on almost every send and cost two reads per message.
+
+Each entry lives a random part of the TTL, between ``1 - jitter`` of it and all of it.
+Entries filled together (a crowd joining a live stream, a node's first minute) would
+otherwise expire together and refill together, every TTL: in bench S3 that was a
+thousand reads inside a second, once a minute, and the sends queued behind them.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -48,10 +54,13 @@ class Access:
     #: Each cache is cleared when it grows past this (client input picks the keys).
     max_entries = 200_000
 
-    def __init__(self, store: Store, clock: Clock, ttl: float = 60.0) -> None:
+    def __init__(self, store: Store, clock: Clock, ttl: float = 60.0, jitter: float = 0.25) -> None:
+        if not 0.0 <= jitter < 1.0:
+            raise ValueError("jitter is the part of the TTL an entry may lose: 0 <= jitter < 1")
         self._store = store
         self._clock = clock
         self._ttl = ttl
+        self._jitter = jitter
         self._rooms: dict[str, tuple[float, Room | None]] = {}
         self._members: dict[tuple[str, str], tuple[float, Member | None]] = {}
         self._user_rooms: dict[str, tuple[float, list[str]]] = {}
@@ -86,7 +95,8 @@ class Access:
         if not mark.stale:
             if len(cache) > self.max_entries:
                 cache.clear()
-            cache[key] = (now + self._ttl, value)
+            lifetime = self._ttl * (1.0 - self._jitter * random.random())  # noqa: S311 (spread, not secrecy)
+            cache[key] = (now + lifetime, value)
         return value
 
     async def room(self, room_id: str) -> Room | None:
