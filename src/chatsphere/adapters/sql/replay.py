@@ -20,10 +20,12 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
+    Integer,
     String,
     Table,
     Text,
     and_,
+    bindparam,
     case,
     literal,
     null,
@@ -44,11 +46,19 @@ _NEW_MESSAGE = EventType.NEW_MESSAGE.value
 _EDITED = MessageStatus.EDITED.value
 
 
-def log_after(room_id: str, after_seq: int, limit: int) -> Select[Any]:
-    """The room's first ``limit`` events after ``after_seq``, in seq order."""
+def _log_after_statement() -> Select[Any]:
+    """The page query, built once with ``:room_id``, ``:after_seq`` and ``:limit``.
+
+    A Core statement is a graph of objects full of reference cycles. Built per call,
+    this one left ~600 objects for the cycle collector at every join and resume: at a
+    thousand joins that was most of the garbage behind 60-100 ms collections.
+    """
     events = t.room_events
     messages = t.messages
     edits = t.message_edits
+    room_id = bindparam("room_id", type_=String)
+    after_seq = bindparam("after_seq", type_=Integer)
+    limit = bindparam("limit", type_=Integer)
     first_edit = (
         select(edits.c.content)
         .where(edits.c.message_id == messages.c.id)
@@ -98,8 +108,16 @@ def log_after(room_id: str, after_seq: int, limit: int) -> Select[Any]:
     return select(both).order_by(both.c.seq).limit(limit)
 
 
+LOG_AFTER = _log_after_statement()
+
+
+def log_after_params(room_id: str, after_seq: int, limit: int) -> dict[str, Any]:
+    """Parameters of :data:`LOG_AFTER`: the room's first ``limit`` events after ``after_seq``."""
+    return {"room_id": room_id, "after_seq": after_seq, "limit": limit}
+
+
 def stored_event(room_id: str, row: Any) -> StoredEvent:
-    """One replayed event from a row of :func:`log_after`."""
+    """One replayed event from a row of :data:`LOG_AFTER`."""
     seq, kind = row["seq"], row["type"]
     data = row["data"].encode() if row["data"] is not None else _posted_data(room_id, row)
     return StoredEvent(room_id, seq, kind, room_event_frame(kind, room_id, seq, data))

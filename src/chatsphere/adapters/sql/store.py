@@ -63,7 +63,7 @@ from .codec import (
     to_ms,
 )
 from .pipelined import PipelinedCommitter
-from .replay import log_after, stored_event
+from .replay import LOG_AFTER, log_after_params, stored_event
 from .search_index import CATCH_UP_LIMIT, SearchIndexer
 from .writer import GroupCommitWriter
 
@@ -616,10 +616,10 @@ class SqlStore:
         return int(stored)
 
     # -- reads -----------------------------------------------------------------
-    def _read_sync(self, query: Any, first: bool) -> Any:
+    def _read_sync(self, query: Any, first: bool, params: dict[str, Any] | None = None) -> Any:
         assert self._sync_reads is not None
         with self._sync_reads.connect() as conn:
-            rows = conn.execute(query).mappings()
+            rows = conn.execute(query, params).mappings()
             return rows.first() if first else list(rows.all())
 
     def _user_room_ids_sync(self, user_id: str) -> list[str]:
@@ -640,14 +640,14 @@ class SqlStore:
         async with self._read_engine.connect() as conn:
             return (await conn.execute(query)).mappings().first()
 
-    async def _all(self, query: Any) -> list[Any]:
+    async def _all(self, query: Any, params: dict[str, Any] | None = None) -> list[Any]:
         if self._read_executor is not None:
             rows: list[Any] = await asyncio.get_running_loop().run_in_executor(
-                self._read_executor, self._read_sync, query, False
+                self._read_executor, self._read_sync, query, False, params
             )
             return rows
         async with self._read_engine.connect() as conn:
-            return list((await conn.execute(query)).mappings().all())
+            return list((await conn.execute(query, params)).mappings().all())
 
     async def get_room(self, room_id: str) -> Room | None:
         row = await self._one(select(t.rooms).where(t.rooms.c.id == room_id))
@@ -859,7 +859,7 @@ class SqlStore:
         ]
 
     async def events_after(self, room_id: str, after_seq: int, limit: int) -> list[StoredEvent]:
-        rows = await self._all(log_after(room_id, after_seq, limit))
+        rows = await self._all(LOG_AFTER, log_after_params(room_id, after_seq, limit))
         return [stored_event(room_id, r) for r in rows]
 
     async def unread_count(self, room_id: str, user_id: str) -> tuple[int, int]:
