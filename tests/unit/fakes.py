@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from chatsphere.auth import Principal
-from chatsphere.gateway.connection import Connection
+from chatsphere.gateway.connection import CLOSED, FULL, QUEUED, Connection
 
 
 class FakeClock:
@@ -38,9 +38,13 @@ class FakeTransport:
         self.closed: tuple[int, str] | None = None
         self.buffered_bytes = buffered
 
-    def write_text(self, data: bytes) -> None:
-        assert self.closed is None, "write after close"
+    def offer(self, data: bytes, limit: int) -> int:
+        if self.closed is not None:
+            return CLOSED
+        if self.buffered_bytes > limit:
+            return FULL
         self.frames.append(data)
+        return QUEUED
 
     def buffered(self) -> int:
         return self.buffered_bytes

@@ -9,7 +9,10 @@ from typing import Any
 import pytest
 
 from chatsphere.gateway import ws_server
+from chatsphere.gateway.connection import CLOSED, FULL, QUEUED
 from chatsphere.gateway.ws_server import PicowsTransport, WriteCoalescer, text_frame
+
+NO_LIMIT = 1 << 30
 
 
 @dataclass
@@ -68,8 +71,8 @@ async def passes(n: int) -> None:
 async def test_frames_of_one_pass_leave_in_one_write_in_order() -> None:
     coalescer = WriteCoalescer()
     transport, ws = make(coalescer)
-    transport.write_text(b'{"n":1}')
-    transport.write_text(b'{"n":2}')
+    transport.offer(b'{"n":1}', NO_LIMIT)
+    transport.offer(b'{"n":2}', NO_LIMIT)
     assert ws.underlying_transport.calls == []  # held, not written yet
     await passes(3)
     assert ws.underlying_transport.calls == [[text_frame(b'{"n":1}'), text_frame(b'{"n":2}')]]
@@ -84,11 +87,11 @@ async def test_a_frame_written_by_a_task_the_same_pass_woke_joins_the_write() ->
 
     async def sender() -> None:
         await woken
-        transport.write_text(b"ack")
+        transport.offer(b"ack", NO_LIMIT)
 
     task = asyncio.get_running_loop().create_task(sender())
     await asyncio.sleep(0)  # the sender is now waiting for its commit
-    transport.write_text(b"echo")
+    transport.offer(b"echo", NO_LIMIT)
     woken.set_result(None)
     await task
     await passes(3)
@@ -99,14 +102,14 @@ async def test_each_connection_gets_its_own_write() -> None:
     coalescer = WriteCoalescer()
     first, ws1 = make(coalescer)
     second, ws2 = make(coalescer)
-    first.write_text(b"a")
-    second.write_text(b"b")
-    first.write_text(b"c")
+    first.offer(b"a", NO_LIMIT)
+    second.offer(b"b", NO_LIMIT)
+    first.offer(b"c", NO_LIMIT)
     await passes(3)
     assert ws1.underlying_transport.calls == [[text_frame(b"a"), text_frame(b"c")]]
     assert ws2.underlying_transport.calls == [[text_frame(b"b")]]
     # A later pass starts a new round.
-    second.write_text(b"d")
+    second.offer(b"d", NO_LIMIT)
     await passes(3)
     assert ws2.underlying_transport.calls == [[text_frame(b"b")], [text_frame(b"d")]]
 
@@ -115,21 +118,39 @@ async def test_held_frames_count_as_buffered_for_the_slow_consumer_check() -> No
     coalescer = WriteCoalescer()
     transport, ws = make(coalescer)
     ws.underlying_transport.kernel_buffer = 10
-    transport.write_text(b"x" * 100)
+    transport.offer(b"x" * 100, NO_LIMIT)
     assert transport.buffered() == 10 + len(text_frame(b"x" * 100))
     await passes(3)
     assert transport.buffered() == 10
 
 
+async def test_offer_queues_refuses_when_full_and_never_after_a_close() -> None:
+    coalescer = WriteCoalescer()
+    transport, ws = make(coalescer)
+    ws.underlying_transport.kernel_buffer = 10
+    assert transport.offer(b"x" * 100, limit=10) == QUEUED  # 10 waiting: not over 10
+    # Now the held frame counts too: 10 + 102 bytes wait.
+    assert transport.offer(b"y", limit=111) == FULL
+    assert transport.offer(b"y", limit=112) == QUEUED
+    transport.close(4000, "slow consumer")
+    assert transport.offer(b"z", limit=1_000_000) == CLOSED
+    later, ws2 = make(coalescer)
+    ws2.is_disconnected = True
+    assert later.offer(b"z", limit=1_000_000) == CLOSED
+    await passes(3)
+    assert ws.underlying_transport.calls == [[text_frame(b"x" * 100), text_frame(b"y")]]
+    assert ws2.underlying_transport.calls == []
+
+
 async def test_close_writes_what_was_held_before_the_close_frame() -> None:
     coalescer = WriteCoalescer()
     transport, ws = make(coalescer)
-    transport.write_text(b"last words")
+    transport.offer(b"last words", NO_LIMIT)
     transport.close(4000, "slow consumer")
     assert ws.underlying_transport.calls == [[text_frame(b"last words")]]
     assert ws.closed_with == (4000, b"slow consumer")
     assert not transport.is_open()
-    transport.write_text(b"after the close")
+    assert transport.offer(b"after the close", NO_LIMIT) == CLOSED
     await passes(3)
     assert ws.underlying_transport.calls == [[text_frame(b"last words")]]  # nothing after the close
 
@@ -158,7 +179,7 @@ async def test_an_answered_close_cancels_the_timer(monkeypatch: pytest.MonkeyPat
 async def test_nothing_is_written_once_the_library_sent_a_close_frame() -> None:
     coalescer = WriteCoalescer()
     transport, ws = make(coalescer)
-    transport.write_text(b"too late")
+    transport.offer(b"too late", NO_LIMIT)
     ws.is_close_frame_sent = True  # say, picows answered a protocol error meanwhile
     await passes(3)
     assert ws.underlying_transport.calls == []
@@ -168,7 +189,7 @@ async def test_nothing_is_written_once_the_library_sent_a_close_frame() -> None:
 async def test_nothing_is_written_to_a_socket_going_away() -> None:
     coalescer = WriteCoalescer()
     transport, ws = make(coalescer)
-    transport.write_text(b"too late")
+    transport.offer(b"too late", NO_LIMIT)
     ws.underlying_transport.closing = True  # aborted, connection_lost not yet called
     await passes(3)
     assert ws.underlying_transport.calls == []

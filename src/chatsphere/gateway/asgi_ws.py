@@ -20,7 +20,7 @@ from ..auth import TokenAuthority
 from ..errors import ChatError, ErrorCode
 from ..ids import new_id
 from ..protocol.closecodes import CloseCode
-from .connection import Connection
+from .connection import CLOSED, FULL, QUEUED, Connection
 from .hub import Hub
 from .session import Sessions
 
@@ -36,10 +36,15 @@ class AsgiTransport:
         self._open = True
         self.close_code: tuple[int, str] | None = None
 
-    def write_text(self, data: bytes) -> None:
+    def offer(self, data: bytes, limit: int) -> int:
+        if not self._open:
+            return CLOSED
+        if self._bytes > limit:
+            return FULL
         self._queue.append(data)
         self._bytes += len(data)
         self._wakeup.set()
+        return QUEUED
 
     def buffered(self) -> int:
         return self._bytes

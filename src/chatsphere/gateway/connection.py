@@ -13,11 +13,21 @@ from ..protocol.closecodes import CloseCode
 log = logging.getLogger(__name__)
 
 
+#: What :meth:`Transport.offer` did with a frame.
+QUEUED = 0
+CLOSED = 1  # nothing more is written on this connection
+FULL = 2  # the limit's worth of bytes already waits: a slow consumer
+
+
 class Transport(Protocol):
     """What a connection needs from the WebSocket library."""
 
-    def write_text(self, data: bytes) -> None:
-        """Queue one text frame without waiting."""
+    def offer(self, data: bytes, limit: int) -> int:
+        """Queue one text frame without waiting, unless the transport is closed
+        (:data:`CLOSED`) or more than ``limit`` bytes already wait (:data:`FULL`).
+
+        One call per frame, because fan-out makes it once per recipient.
+        """
         ...
 
     def buffered(self) -> int:
@@ -77,14 +87,12 @@ class Connection:
 
     def write(self, frame: bytes) -> bool:
         """Queue ``frame``; False if the connection is closed or was just dropped as slow."""
-        transport = self.transport
-        if not transport.is_open():
-            return False
-        if transport.buffered() > self.max_buffer:
+        offered = self.transport.offer(frame, self.max_buffer)
+        if offered == QUEUED:
+            return True
+        if offered == FULL:
             self.close(CloseCode.SLOW_CONSUMER, "slow consumer: send queue full")
-            return False
-        transport.write_text(frame)
-        return True
+        return False
 
     def close(self, code: int, reason: str) -> None:
         # The handler's exit unregisters the connection; never mutate the hub from here,

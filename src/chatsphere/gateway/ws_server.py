@@ -51,7 +51,7 @@ from ..auth import Principal, TokenAuthority
 from ..errors import ChatError
 from ..ids import new_id
 from ..protocol.closecodes import CloseCode
-from .connection import Connection
+from .connection import CLOSED, FULL, QUEUED, Connection
 from .heartbeat import Heartbeat
 from .hub import Hub
 from .session import Sessions
@@ -174,13 +174,21 @@ class PicowsTransport:
         #: Payload of the heartbeat ping not answered yet; None once its pong came.
         self.awaiting_pong: bytes | None = None
 
-    def write_text(self, data: bytes) -> None:
+    def offer(self, data: bytes, limit: int) -> int:
+        # is_open() and buffered() inline: this runs once per recipient of every event.
+        ws = self.ws
+        if self._closing or ws.is_close_frame_sent or ws.is_disconnected:
+            return CLOSED
+        held_bytes = self._held_bytes
+        if self._raw.get_write_buffer_size() + held_bytes > limit:
+            return FULL
         frame = text_frame(data)
         held = self._held
         if not held:
             self._coalescer.hold(self)
         held.append(frame)
-        self._held_bytes += len(frame)
+        self._held_bytes = held_bytes + len(frame)
+        return QUEUED
 
     def flush(self) -> None:
         """Write the held frames, unless the connection began closing meanwhile.
