@@ -29,8 +29,20 @@ class SystemClock:
         return time.monotonic()
 
 
+#: The last whole second formatted, with its text: one tuple, so that the loop and the
+#: writer thread, which both format, never pair one second with another's text.
+_last_second: tuple[float, str] = (float("nan"), "")
+
+
 def isoformat(moment: datetime) -> str:
     """RFC 3339 with millisecond precision and a ``Z`` suffix, as the wire uses."""
+    global _last_second  # a one-entry cache: every message's view formats "now"
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
-    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"  # drop "+00:00"
+    # timestamp() is rounded once from exact integers, and a fraction is at most
+    # 0.999999 s, so the floor is the exact second until the 26th century.
+    second = moment.timestamp() // 1
+    cached = _last_second
+    if cached[0] != second:
+        cached = _last_second = (second, moment.isoformat(timespec="seconds")[:-6])
+    return f"{cached[1]}.{moment.microsecond // 1000:03d}Z"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta, timezone
 
 from chatsphere.clock import isoformat
@@ -21,3 +22,21 @@ def test_other_offsets_are_converted_to_utc() -> None:
         isoformat(datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(0))))
         == "2026-01-02T03:04:05.000Z"
     )
+
+
+def _reference(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def test_the_cached_second_never_leaks_into_another() -> None:
+    # Neighbouring moments around second boundaries, in and out of order, and random
+    # ones over centuries: each must format as datetime.isoformat does.
+    edge = datetime(2026, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+    moments = [edge, edge + timedelta(microseconds=1), edge, edge - timedelta(seconds=1)]
+    moments += [datetime(1969, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)]
+    moments += [datetime(year, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC) for year in (2038, 2500)]
+    rng = random.Random(4)
+    start = datetime(1970, 1, 1, tzinfo=UTC)
+    moments += [start + timedelta(microseconds=rng.randrange(10**17)) for _ in range(20_000)]
+    for moment in moments:
+        assert isoformat(moment) == _reference(moment), moment
