@@ -19,9 +19,10 @@ commands (edits, deletes, membership) stay on SQLAlchemy Core in :mod:`.apply`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Protocol
 
 import orjson
@@ -92,17 +93,18 @@ class StatementLog:
 
 @dataclass(frozen=True, slots=True)
 class _Insert:
-    """An INSERT of many rows: per row (``executemany``), or in one statement taking the
-    rows as one JSON array (``as_json``, PostgreSQL)."""
+    """An INSERT of many rows: per row (``executemany``) with positional parameters
+    taken from each row by ``values``, or in one statement taking the rows as one JSON
+    array (``values`` None, PostgreSQL)."""
 
     sql: str
-    as_json: bool
+    values: Callable[[Mapping[str, Any]], tuple[Any, ...]] | None
 
     def run(self, cursor: Cursor, rows: Sequence[Mapping[str, Any]]) -> None:
-        if self.as_json:
+        if self.values is None:
             cursor.execute(self.sql, [orjson.dumps(rows).decode()])
         else:
-            cursor.executemany(self.sql, rows)
+            cursor.executemany(self.sql, map(self.values, rows))
 
 
 class BulkStatements:
@@ -155,10 +157,13 @@ class BulkStatements:
                 f"INSERT INTO {table.name} ({names}) SELECT {names} "
                 f"FROM json_populate_recordset(NULL::{table.name}, %s::json)"
             )
-        else:
-            values = ", ".join(self._named(c.name) for c in columns)
-            sql = f"INSERT INTO {table.name} ({names}) VALUES ({values})"
-        return _Insert(sql, as_json=self._postgres)
+            return _Insert(sql, values=None)
+        # Positional: sqlite3 binds a named parameter by building its name as a string
+        # and looking it up in the row, per column and row (~1.4 µs of a message's
+        # 15 columns); itemgetter makes the tuple in one call.
+        marks = ", ".join("?" * len(columns))
+        sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
+        return _Insert(sql, values=itemgetter(*(c.name for c in columns)))
 
     def _any_of(self, column: str, values: Sequence[str]) -> tuple[str, Sequence[Any]]:
         """``column IN (values)`` and its parameters: one array parameter on PostgreSQL."""
