@@ -7,9 +7,10 @@ same sequence. Typing, presence and read receipts are ephemeral: they carry no `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+from .values import hot_value
 
 
 class EventType(StrEnum):
@@ -50,7 +51,7 @@ SEQUENCED = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@hot_value
 class RoomEvent:
     """A committed room event.
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import ChatError, ErrorCode
 from .rooms import Member, Role
+from .values import hot_value
 
 
 class MessageType(StrEnum):
@@ -33,7 +34,7 @@ class Reaction:
     user_ids: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@hot_value
 class Message:
     id: str
     room_id: str

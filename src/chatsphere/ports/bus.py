@@ -9,11 +9,12 @@ publication recovers it from the store by ``seq`` (resume), never from the bus.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
+from ..domain.values import hot_value
 
-@dataclass(frozen=True, slots=True)
+
+@hot_value
 class Delivery:
     """One encoded frame for every subscriber of ``channel`` on every node.
 
