@@ -20,6 +20,12 @@ def test_ascii_text_folds_as_the_general_path_does(text: str) -> None:
     assert search_words(text) == _general(text)
 
 
+def test_every_ascii_character_folds_as_the_general_path_does() -> None:
+    for code in range(128):
+        text = f"a{chr(code)}B{chr(code)}9"
+        assert search_words(text) == _general(text), code
+
+
 @given(st.text())
 def test_any_text_folds_as_the_general_path_does(text: str) -> None:
     assert search_words(text) == _general(text)

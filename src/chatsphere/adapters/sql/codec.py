@@ -97,6 +97,11 @@ def search_text(content: dict[str, Any]) -> str | None:
 
 
 _WORD = re.compile(r"[^\W_]+")
+#: For ASCII text, what _WORD finds after lower(): letters (folded) and digits kept,
+#: every other byte a space.
+_ASCII_WORDS = bytes(
+    c | 0x20 if chr(c).isalpha() else c if chr(c).isdigit() else 0x20 for c in range(128)
+) + b" " * 128
 
 
 def search_words(text: str) -> list[str]:
@@ -104,7 +109,9 @@ def search_words(text: str) -> list[str]:
     on anything that is not a letter or digit. Stored text and queries both go through
     this, so SQLite FTS5 and PostgreSQL tsvector see the same plain words."""
     if text.isascii():  # the common case: nothing to decompose, nothing to strip
-        return _WORD.findall(text.lower())
+        # A byte table instead of the regular expression: 0.35 against 1.2 µs for a
+        # line of chat, once per message in the writer thread.
+        return text.encode().translate(_ASCII_WORDS).decode().split()
     folded = unicodedata.normalize("NFKD", text.casefold())
     return _WORD.findall("".join(c for c in folded if not unicodedata.combining(c)))
 
