@@ -32,6 +32,7 @@ class SystemClock:
 #: The last whole second formatted, with its text: one tuple, so that the loop and the
 #: writer thread, which both format, never pair one second with another's text.
 _last_second: tuple[float, str] = (float("nan"), "")
+_EXACT_SECONDS = 2.0**34
 
 
 def isoformat(moment: datetime) -> str:
@@ -40,8 +41,11 @@ def isoformat(moment: datetime) -> str:
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
     # timestamp() is rounded once from exact integers, and a fraction is at most
-    # 0.999999 s, so the floor is the exact second until the 26th century.
+    # 0.999999 s: within 2**34 s of 1970 (years 1425 to 2514) half a float's step is
+    # under a microsecond, so the floor is the exact second. Outside, no cache.
     second = moment.timestamp() // 1
+    if not -_EXACT_SECONDS < second < _EXACT_SECONDS:
+        return moment.isoformat(timespec="milliseconds")[:-6] + "Z"  # drop "+00:00"
     cached = _last_second
     if cached[0] != second:
         cached = _last_second = (second, moment.isoformat(timespec="seconds")[:-6])

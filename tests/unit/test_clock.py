@@ -34,7 +34,9 @@ def test_the_cached_second_never_leaks_into_another() -> None:
     edge = datetime(2026, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
     moments = [edge, edge + timedelta(microseconds=1), edge, edge - timedelta(seconds=1)]
     moments += [datetime(1969, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)]
-    moments += [datetime(year, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC) for year in (2038, 2500)]
+    for year in (1, 1400, 1969, 2038, 2500, 2600, 9998):  # far ones round to the next second
+        last = datetime(year, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+        moments += [last, last + timedelta(microseconds=1)]
     rng = random.Random(4)
     start = datetime(1970, 1, 1, tzinfo=UTC)
     moments += [start + timedelta(microseconds=rng.randrange(10**17)) for _ in range(20_000)]

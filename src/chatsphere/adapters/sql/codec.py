@@ -99,9 +99,10 @@ def search_text(content: dict[str, Any]) -> str | None:
 _WORD = re.compile(r"[^\W_]+")
 #: For ASCII text, what _WORD finds after lower(): letters (folded) and digits kept,
 #: every other byte a space.
-_ASCII_WORDS = bytes(
-    c | 0x20 if chr(c).isalpha() else c if chr(c).isdigit() else 0x20 for c in range(128)
-) + b" " * 128
+_ASCII_WORDS = (
+    bytes(c | 0x20 if chr(c).isalpha() else c if chr(c).isdigit() else 0x20 for c in range(128))
+    + b" " * 128
+)
 
 
 def search_words(text: str) -> list[str]:
