@@ -29,7 +29,6 @@ import contextlib
 import itertools
 import logging
 import random
-import uuid
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Self
@@ -39,6 +38,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from .ids import new_id
 from .protocol.closecodes import should_reconnect
 
 log = logging.getLogger(__name__)
@@ -355,7 +355,9 @@ class ChatClient:
     ) -> Any:
         """Send and return the stored message. Retried across reconnects, stored once."""
         body = {"text": content} if isinstance(content, str) else content
-        cmid = client_message_id or uuid.uuid4().hex
+        # Time-ordered, so a sender's ids land at the end of the store's unique key
+        # (room, sender, client id) instead of at random places in it.
+        cmid = client_message_id or new_id()
         while True:
             try:
                 return await self.request(
