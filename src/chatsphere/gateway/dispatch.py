@@ -47,7 +47,7 @@ class Dispatcher:
         self.frames += 1
         frame_id: str | int | None = None
         try:
-            if isinstance(raw, bytes | bytearray | memoryview):
+            if not isinstance(raw, str):  # a binary frame
                 raise FrameError(ErrorCode.INVALID_FRAME, "binary frames are not supported")
             frame = decode_frame(raw)
             frame_id = frame.id
