@@ -9,8 +9,9 @@ from sqlalchemy import create_engine
 from chatsphere.adapters.sql.schema import metadata
 from chatsphere.adapters.sql.store import SqlStore, _sync_url
 
-# The full-text search objects are dialect-specific SQL in migration 0001, not metadata.
-_SEARCH_OBJECTS = ("messages_fts", "ix_messages_search")
+# The full-text search objects are dialect-specific SQL in migrations 0001 and 0007, not
+# metadata.
+_SEARCH_OBJECTS = ("messages_fts", "ix_messages_search", "search_changes", "search_source")
 
 
 def _declared(

@@ -1,47 +1,67 @@
-"""SQLite's full-text index, fed in bulk up to a watermark (adapters/sql/search_index.py)."""
+"""SQLite's full-text index: its own file, fed by its own thread (adapters/sql/search_index.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, create_engine
+from sqlalchemy import create_engine
 
-from chatsphere.adapters.sql.search_index import CATCH_UP_ROWS
+from chatsphere.adapters.sql.search_index import SearchIndex, search_index_path
 from chatsphere.adapters.sql.store import _MIGRATIONS, SqlStore
 from chatsphere.ports.store import DeleteMessage, EditMessage
 from tests.contract.test_store_contract import Chat, now
 
 #: No timer round during a test unless it asks for one.
 NEVER = 3600.0
+FTS_TABLES_IN_MESSAGES_FILE = "SELECT name FROM src.sqlite_master WHERE name LIKE '%fts%'"
 
 
-def beside_writer(store: SqlStore) -> Connection:
-    """A connection of the test's own: the writer keeps its connection checked out."""
-    assert store._sync_reads is not None
-    return store._sync_reads.connect()
+def index_of(store: SqlStore) -> SearchIndex:
+    assert store._search_index is not None
+    return store._search_index
 
 
-def watermark(store: SqlStore) -> int:
-    with beside_writer(store) as conn:
-        return int(conn.exec_driver_sql("SELECT indexed_pk FROM messages_fts_state").scalar_one())
+def read_index(store_or_path: SqlStore | Path, sql: str) -> list[tuple[object, ...]]:
+    """Rows of ``sql`` on a connection of the test's own to the index file, messages attached."""
+    database = (
+        store_or_path if isinstance(store_or_path, Path) else index_of(store_or_path).database
+    )
+    conn = sqlite3.connect(search_index_path(database))
+    try:
+        conn.execute("ATTACH DATABASE ? AS src", (str(database),))
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def watermark(store: SqlStore | Path) -> int:
+    [(indexed,)] = read_index(store, "SELECT indexed_pk FROM search_state")
+    return int(str(indexed))
 
 
 def top_pk(store: SqlStore) -> int:
-    with beside_writer(store) as conn:
-        return int(conn.exec_driver_sql("SELECT coalesce(max(pk), 0) FROM messages").scalar_one())
+    [(top,)] = read_index(store, "SELECT coalesce(max(pk), 0) FROM src.messages")
+    return int(str(top))
 
 
 def assert_index_matches_messages(store: SqlStore) -> None:
-    """FTS5's own check: with rank 1 it compares the index with the content table."""
-    with beside_writer(store) as conn, conn.begin():
-        conn.exec_driver_sql(
-            "INSERT INTO messages_fts(messages_fts, rank) VALUES ('integrity-check', 1)"
-        )
+    """Every message up to the watermark is indexed with its current text, and no other."""
+    indexed = read_index(store, "SELECT rowid, search_text FROM messages_fts ORDER BY rowid")
+    stored = read_index(
+        store,
+        "SELECT pk, search_text FROM src.messages "
+        "WHERE pk <= (SELECT indexed_pk FROM search_state) ORDER BY pk",
+    )
+    assert indexed == stored
+    # FTS5's own check of its index against the text it holds.
+    read_index(store, "INSERT INTO messages_fts(messages_fts, rank) VALUES ('integrity-check', 1)")
 
 
 async def found(store: SqlStore, room_id: str, word: str) -> list[str]:
@@ -58,25 +78,46 @@ async def chat(tmp_path: Path) -> AsyncIterator[Chat]:
         await store.close()
 
 
-async def test_a_few_messages_wait_for_the_index_but_a_search_sees_them(chat: Chat) -> None:
+async def test_commits_leave_the_index_alone_and_a_search_sees_every_message(
+    chat: Chat, tmp_path: Path
+) -> None:
     room = await chat.room()
-    posted = [await chat.post(room.id, "alice", f"kiwi number {i}") for i in range(5)]
-    # Five small commits wrote no index segment of their own...
+    posted = await asyncio.gather(*(chat.post(room.id, "alice", f"kiwi {i}") for i in range(300)))
+    assert index_of(chat.store).path == tmp_path / "search.db-search"
+    # No group commit indexed anything, and the messages file holds no index.
     assert watermark(chat.store) == 0
-    # ...and the search indexes them first.
-    assert sorted(await found(chat.store, room.id, "kiwi")) == sorted(m.id for m in posted)
+    assert read_index(chat.store, FTS_TABLES_IN_MESSAGES_FILE) == []
+    # The search indexes what was committed before it first.
+    hits = await found(chat.store, room.id, "kiwi")
+    assert hits == [m.id for m in sorted(posted, key=lambda m: m.seq, reverse=True)][:50]
     assert watermark(chat.store) == top_pk(chat.store)
     assert_index_matches_messages(chat.store)
 
 
-async def test_a_group_commit_indexes_once_enough_messages_wait(chat: Chat) -> None:
+async def test_commits_go_on_while_the_index_file_is_locked(chat: Chat) -> None:
     room = await chat.room()
-    await asyncio.gather(
-        *(chat.post(room.id, "alice", f"mango {i}") for i in range(CATCH_UP_ROWS + 50))
-    )
-    await chat.post(room.id, "alice", "one more commit, after the threshold")
-    assert watermark(chat.store) >= CATCH_UP_ROWS  # no search, no timer: the commit path did it
-    assert len(await found(chat.store, room.id, "mango")) == 50  # the search's limit
+    # Whatever the indexer does, however long, it holds the index file's lock, not the
+    # messages file's: sends are not held up behind it.
+    blocker = sqlite3.connect(index_of(chat.store).path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        async with asyncio.timeout(10):
+            posted = [await chat.post(room.id, "alice", f"grape {i}") for i in range(20)]
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert sorted(await found(chat.store, room.id, "grape")) == sorted(m.id for m in posted)
+
+
+async def test_a_catch_up_larger_than_a_chunk_goes_in_several_transactions(chat: Chat) -> None:
+    index = index_of(chat.store)
+    index._chunk = 7
+    room = await chat.room()
+    posted = [await chat.post(room.id, "alice", f"papaya {i}") for i in range(30)]
+    assert await index.catch_up(2) == 14  # a maintenance round's bounded share
+    assert watermark(chat.store) == 14
+    assert await index.catch_up() == top_pk(chat.store) - 14
+    assert sorted(await found(chat.store, room.id, "papaya")) == sorted(m.id for m in posted)
     assert_index_matches_messages(chat.store)
 
 
@@ -86,7 +127,7 @@ async def test_edits_and_deletions_stay_exact_on_both_sides_of_the_watermark(
     room = await chat.room()
     indexed_edit = await chat.post(room.id, "alice", "apple pie")
     indexed_delete = await chat.post(room.id, "alice", "banana split")
-    await found(chat.store, room.id, "anything")  # both now below the watermark
+    await index_of(chat.store).catch_up()  # both now below the watermark
     waiting_edit = await chat.post(room.id, "alice", "cherry tart")
     waiting_delete = await chat.post(room.id, "alice", "damson jam")
     assert watermark(chat.store) < top_pk(chat.store)
@@ -108,90 +149,139 @@ async def test_edits_and_deletions_stay_exact_on_both_sides_of_the_watermark(
     assert_index_matches_messages(chat.store)
 
 
-async def test_light_traffic_is_indexed_by_the_timer(tmp_path: Path) -> None:
+async def test_the_timer_indexes_light_traffic_and_prunes_the_change_log(tmp_path: Path) -> None:
     store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'timer.db'}", checkpoint_interval=0.05)
     await store.open()
     try:
         chat = Chat(store)
         room = await chat.room()
-        await chat.post(room.id, "alice", "quiet afternoon")
+        message = await chat.post(room.id, "alice", "quiet afternoon")
         async with asyncio.timeout(10):
             while watermark(store) < top_pk(store):
                 await asyncio.sleep(0.05)
-        assert store._search_index is not None and store._search_index.pending == 0
+        await store.commit(EditMessage(room.id, message.id, "alice", {"text": "calm"}, (), now()))
+        assert read_index(store, "SELECT count(*) FROM src.search_changes") == [(1,)]
+        async with asyncio.timeout(10):
+            while read_index(store, "SELECT count(*) FROM src.search_changes") != [(0,)]:
+                await asyncio.sleep(0.05)
+        assert read_index(store, "SELECT search_text FROM messages_fts") == [("calm",)]
         assert_index_matches_messages(store)
     finally:
         await store.close()
 
 
-async def test_a_restart_finds_the_messages_the_index_had_not_reached(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'restart.db'}"
-    first = SqlStore(url, checkpoint_interval=NEVER)
-    await first.open()
-    chat = Chat(first)
-    room = await chat.room()
-    posted = [await chat.post(room.id, "alice", f"lychee {i}") for i in range(3)]
-    assert first._search_index is not None
-    first._search_index.indexed(first._search_index.pending)  # as if it stopped before indexing
-    await first.close()
-    assert watermark_of(tmp_path / "restart.db") == 0
-
-    second = SqlStore(url, checkpoint_interval=0.05)
-    await second.open()
+async def reopened_finds(url: str, room_id: str, word: str) -> tuple[list[str], int]:
+    """What a search for ``word`` finds after a start, and whether the index was rebuilt."""
+    store = SqlStore(url, checkpoint_interval=NEVER)
+    await store.open()
     try:
-        assert second._search_index is not None
-        assert second._search_index.pending == 3  # measured at start
-        assert sorted(await found(second, room.id, "lychee")) == sorted(m.id for m in posted)
-        assert_index_matches_messages(second)
+        hits = sorted(await found(store, room_id, word))
+        assert_index_matches_messages(store)
+        return hits, index_of(store).rebuilds
     finally:
-        await second.close()
+        await store.close()
 
 
-def watermark_of(path: Path) -> int:
+async def posted_and_closed(url: str, word: str) -> tuple[str, list[str]]:
+    store = SqlStore(url, checkpoint_interval=NEVER)
+    await store.open()
+    try:
+        chat = Chat(store)
+        room = await chat.room()
+        posted = [await chat.post(room.id, "alice", f"{word} {i}") for i in range(3)]
+        assert index_of(store).rebuilds == 1  # its first start
+    finally:
+        await store.close()  # which indexes what waits
+    return room.id, sorted(m.id for m in posted)
+
+
+async def test_a_restart_finds_the_messages_the_index_had_not_reached(tmp_path: Path) -> None:
+    path = tmp_path / "restart.db"
+    room_id, posted = await posted_and_closed(f"sqlite+aiosqlite:///{path}", "lychee")
+    assert watermark(path) > 0
+    # As if the node had stopped before indexing them.
+    conn = sqlite3.connect(search_index_path(path))
+    with conn:
+        conn.execute("DELETE FROM messages_fts")
+        conn.execute("UPDATE search_state SET indexed_pk = 0")
+    conn.close()
+    assert await reopened_finds(f"sqlite+aiosqlite:///{path}", room_id, "lychee") == (posted, 0)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "garbage", "foreign"])
+async def test_an_unusable_index_file_is_rebuilt_from_the_messages(
+    tmp_path: Path, damage: str
+) -> None:
+    path = tmp_path / "rebuild.db"
+    room_id, posted = await posted_and_closed(f"sqlite+aiosqlite:///{path}", "mango")
+    index_file = search_index_path(path)
+    for stale in (Path(f"{index_file}-wal"), Path(f"{index_file}-shm")):
+        stale.unlink(missing_ok=True)
+    if damage == "deleted":
+        index_file.unlink()
+    elif damage == "garbage":
+        index_file.write_bytes(b"not a database " * 1_000)
+    else:  # the index of another database, whose messages mention mangoes too
+        other = tmp_path / "other.db"
+        await posted_and_closed(f"sqlite+aiosqlite:///{other}", "mango")
+        shutil.copy(search_index_path(other), index_file)
+    assert await reopened_finds(f"sqlite+aiosqlite:///{path}", room_id, "mango") == (posted, 1)
+
+
+def migrate(path: Path, revision: str, *, down: bool = False) -> None:
     engine = create_engine(f"sqlite:///{path}")
     try:
-        with engine.connect() as conn:
-            return int(
-                conn.exec_driver_sql("SELECT indexed_pk FROM messages_fts_state").scalar_one()
-            )
+        with engine.begin() as conn:
+            config = Config()
+            config.set_main_option("script_location", str(_MIGRATIONS))
+            config.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(config, revision)
     finally:
         engine.dispose()
 
 
-async def test_the_migration_keeps_indexed_messages_searchable_and_editable(
-    tmp_path: Path,
-) -> None:
+async def test_the_migration_moves_the_index_out_and_back(tmp_path: Path) -> None:
     path = tmp_path / "upgrade.db"
-    # A database as revision 0002 left it: every insert indexed by a trigger.
-    engine = create_engine(f"sqlite:///{path}")
-    with engine.begin() as conn:
-        config = Config()
-        config.set_main_option("script_location", str(_MIGRATIONS))
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0002")
-        conn.exec_driver_sql(
+    migrate(path, "0006")  # the index inside the database, up to its watermark
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(
             "INSERT INTO rooms (id, type, name, created_by, is_private, settings, metadata, "
             "created_at, last_seq, member_count) "
             "VALUES ('r1', 'public_room', 'r', 'alice', 0, '{}', '{}', 0, 2, 1)"
         )
         for seq, (message_id, words) in enumerate((("m1", "olive oil"), ("m2", "plum jam")), 1):
-            conn.exec_driver_sql(
+            conn.execute(
                 "INSERT INTO messages (id, room_id, seq, sender_id, type, content, search_text, "
                 "metadata, reply_count, mentions, status, created_at) "
                 "VALUES (?, 'r1', ?, 'alice', 'text', '{}', ?, '{}', 0, '[]', 'sent', 0)",
                 (message_id, seq, words),
             )
-    engine.dispose()
+    conn.close()
 
-    store = SqlStore(f"sqlite+aiosqlite:///{path}", checkpoint_interval=NEVER)
+    url = f"sqlite+aiosqlite:///{path}"
+    store = SqlStore(url, checkpoint_interval=NEVER)
     await store.open()  # upgrades to head
     try:
-        assert watermark(store) == top_pk(store) == 2
+        assert read_index(store, FTS_TABLES_IN_MESSAGES_FILE) == []
         assert await found(store, "r1", "olive") == ["m1"]
-        with beside_writer(store) as conn, conn.begin():  # an indexed row's text changes
-            conn.exec_driver_sql("UPDATE messages SET search_text = 'quince jam' WHERE id = 'm1'")
+        with store._sync_reads.connect() as db, db.begin():  # type: ignore[union-attr]
+            db.exec_driver_sql("UPDATE messages SET search_text = 'quince jam' WHERE id = 'm1'")
         assert await found(store, "r1", "olive") == []
         assert sorted(await found(store, "r1", "jam")) == ["m1", "m2"]
         assert_index_matches_messages(store)
     finally:
         await store.close()
+
+    # Back down: revision 0006's index is rebuilt inside the database, and complete.
+    migrate(path, "0006", down=True)
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT indexed_pk FROM messages_fts_state").fetchall() == [(2,)]
+        conn.execute("INSERT INTO messages_fts(messages_fts, rank) VALUES ('integrity-check', 1)")
+        hits = conn.execute(
+            "SELECT rowid FROM messages_fts WHERE messages_fts MATCH 'jam' ORDER BY rowid"
+        ).fetchall()
+        assert hits == [(1,), (2,)]
+    finally:
+        conn.close()

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from chatsphere.adapters.sql.store import CHECKPOINT_NICENESS, SqlStore
+from chatsphere.adapters.sql.background import BACKGROUND_NICENESS
+from chatsphere.adapters.sql.store import SqlStore
 from tests.contract.test_store_contract import Chat
 
 
@@ -116,17 +117,22 @@ async def test_a_busy_writer_still_gets_its_wal_started_over(tmp_path: Path) -> 
         assert store.write_stats[1] >= posted
 
 
-async def test_checkpoints_run_at_a_lower_priority_than_the_node(tmp_path: Path) -> None:
-    # The event loop and the writer must preempt the checkpoint's page copying.
+async def test_checkpoints_and_indexing_run_at_a_lower_priority_than_the_node(
+    tmp_path: Path,
+) -> None:
+    # The event loop and the writer must preempt the checkpoint's page copying and the
+    # full-text index's merging.
     async with opened_store(f"sqlite+aiosqlite:///{tmp_path / 'nice.db'}") as store:
         assert store._checkpoint_executor is not None
+        assert store._search_index is not None
 
         def niceness() -> int:
             return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
         loop = asyncio.get_running_loop()
         checkpoint_niceness = await loop.run_in_executor(store._checkpoint_executor, niceness)
-        assert checkpoint_niceness == min(niceness() + CHECKPOINT_NICENESS, 19)
+        assert checkpoint_niceness == min(niceness() + BACKGROUND_NICENESS, 19)
+        assert await store._search_index._run(niceness) == checkpoint_niceness
         assert await store._in_writer(niceness) == niceness()
 
 

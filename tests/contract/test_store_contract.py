@@ -16,11 +16,13 @@ from typing import Any
 
 import orjson
 import pytest
+from alembic import command
+from alembic.config import Config
 from psycopg.pq import TransactionStatus
 
 from chatsphere.adapters.sql.bulk import BulkStatements
 from chatsphere.adapters.sql.pipelined import PipelinedCommitter
-from chatsphere.adapters.sql.store import SqlStore
+from chatsphere.adapters.sql.store import _MIGRATIONS, SqlStore
 from chatsphere.domain.events import EventType, RoomEvent
 from chatsphere.domain.messages import Message, MessageStatus, MessageType, Reaction, mentions_in
 from chatsphere.domain.rooms import (
@@ -462,8 +464,9 @@ async def test_an_upgrade_drops_the_copies_older_nodes_logged(database_url: str)
                 f"created_at) VALUES ({marks})",
                 legacy_row,
             ),
-            ("UPDATE alembic_version SET version_num = '0005'", ()),
         )
+        await downgrade_to(store, "0006")  # 0006 changed rows only, so this schema is 0005's
+        await driver_rows(store, ("UPDATE alembic_version SET version_num = '0005'", ()))
     finally:
         await store.close()
     reopened = SqlStore(database_url)
@@ -616,6 +619,19 @@ async def driver_rows(store: SqlStore, *statements: tuple[str, Any]) -> list[lis
                 cursor.close()
 
     return await store._in_writer(run)
+
+
+async def downgrade_to(store: SqlStore, revision: str) -> None:
+    """Run the migrations down to ``revision`` in the writer's connection."""
+
+    def run() -> None:
+        with store._write_transaction() as conn:
+            config = Config()
+            config.set_main_option("script_location", str(_MIGRATIONS))
+            config.attributes["connection"] = conn
+            command.downgrade(config, revision)
+
+    await store._in_writer(run)
 
 
 async def query_plan(store: SqlStore, sql: str, params: Any) -> str:

@@ -1,88 +1,286 @@
-"""SQLite full-text index fed in bulk, behind the commit path.
+"""SQLite's full-text index, in a database file of its own, fed by a thread of its own.
 
-FTS5 writes a new index segment for every transaction that touches it (and merges
-them later), so indexing each group commit's few messages as they were inserted cost
-about a third of the store's CPU per message. Instead, the index covers the messages
-up to a watermark, ``messages_fts_state.indexed_pk``, and :meth:`SearchIndexer.catch_up`
-indexes everything past it in one statement and moves the watermark, in the same
-transaction. It runs inside a group commit once enough messages wait, on a timer
-when traffic is light, and before every search, so a search sees every message
-committed before it.
+SQLite lets one connection write to a database file at a time, so whatever writes the
+index inside the messages database holds up the group commits for as long as it takes.
+FTS5 writes a segment per transaction and merges segments as they pile up, and its merges
+grow with the index: with two million messages stored, single merges took 50 ms of CPU,
+and every send queued behind the commit that ran them waited as long. So the index lives
+in ``<database>-search``, a file with its own write lock, and one low-priority thread
+(:func:`~.background.lower_thread_priority`) feeds it; the writer never touches it.
 
-Edits and deletions stay exact: migration 0003's triggers update the index for rows
-at or below the watermark (an external-content FTS5 index must be told the old text
-to remove a row), and leave rows above it alone, whose current text the indexer will
-read when it reaches them. Rows without text are indexed too (as empty documents),
-exactly as the old per-insert trigger did, so FTS5's own ``integrity-check`` holds
-whenever the watermark is at the top. PostgreSQL keeps its GIN index, which PostgreSQL maintains.
+The indexer reads the messages database through a read-only ``ATTACH``, so copying text
+into the index takes a few statements in SQLite, without Python in between. The index covers
+the messages up to a watermark, ``indexed_pk``, stored in the index's own file and moved
+in the same transaction as the rows it covers, so the two cannot disagree after a crash.
+Edits and deletions reach it through ``search_changes`` in the messages database, a log
+that triggers on ``messages`` append to (migration 0007) and the indexer consumes up to a
+second watermark, ``change_seq``; the store prunes what the indexer has consumed.
+
+The index holds nothing that cannot be rebuilt from the messages: a missing, corrupt or
+foreign index file (one built from another database, told by ``search_source``'s token)
+is started afresh and filled again in the background. A search first indexes every
+message committed before it, so it sees them all.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Connection
+import asyncio
+import contextlib
+import functools
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import quote
 
-#: Index inside a group commit once this many messages wait (one segment per batch).
-CATCH_UP_ROWS = 256
-#: At most this many per group commit, so no batch carries a long tail of indexing.
-CATCH_UP_LIMIT = 1_024
+from .background import lower_thread_priority
 
-_WATERMARK = "SELECT indexed_pk FROM messages_fts_state WHERE id = 1"
-_INDEX_RANGE = (
-    "INSERT INTO messages_fts(rowid, search_text, room_id) "
-    "SELECT pk, search_text, room_id FROM messages "
-    "WHERE pk > ? AND pk <= ?"
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: The index file's own layout; a file of another version is rebuilt.
+INDEX_VERSION = 1
+#: Messages indexed per transaction: each one writes one FTS5 segment.
+CATCH_UP_CHUNK = 10_000
+#: At most this many chunks are indexed at close.
+CLOSE_CHUNKS = 5
+
+_STATE = (
+    "CREATE TABLE IF NOT EXISTS search_state ("
+    "id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, source TEXT NOT NULL, "
+    "indexed_pk INTEGER NOT NULL, change_seq INTEGER NOT NULL)"
 )
-_MOVE_WATERMARK = "UPDATE messages_fts_state SET indexed_pk = ? WHERE id = 1"
+# The index keeps its own copy of the text (it cannot point into another file), and no
+# per-document sizes: results are ordered by time, never by rank.
+_INDEX = (
+    "CREATE VIRTUAL TABLE messages_fts USING fts5("
+    "search_text, tokenize='unicode61 remove_diacritics 2', columnsize=0)"
+)
+# The indexer copies what it will index into tables of its connection's in-memory temp
+# database first, in a short read of the messages file, then indexes from there holding
+# only the index file's lock. Reading the messages file all the while the index was being
+# written kept a snapshot of it open for seconds on a busy core, and no checkpoint could
+# then copy the whole WAL, so the WAL grew until the writer checkpointed inside a commit.
+_TEMP_TABLES = (
+    "CREATE TEMP TABLE IF NOT EXISTS arrived (pk INTEGER PRIMARY KEY, search_text TEXT)",
+    "CREATE TEMP TABLE IF NOT EXISTS changed ("
+    "pk INTEGER PRIMARY KEY, search_text TEXT, present INTEGER NOT NULL)",
+)
+_COPY_ARRIVED = (
+    "INSERT INTO temp.arrived SELECT pk, search_text FROM src.messages WHERE pk > ? AND pk <= ?"
+)
+# Rows past the watermark are copied with their current text as they arrive anyway.
+_COPY_CHANGED = (
+    "INSERT OR REPLACE INTO temp.changed "
+    "SELECT c.pk, m.search_text, m.pk IS NOT NULL FROM src.search_changes AS c "
+    "LEFT JOIN src.messages AS m ON m.pk = c.pk "
+    "WHERE c.seq > ? AND c.seq <= ? AND c.pk <= ? ORDER BY c.seq"
+)
+_INDEX_WRITES = (
+    "DELETE FROM messages_fts WHERE rowid IN (SELECT pk FROM temp.changed)",
+    "INSERT INTO messages_fts(rowid, search_text) "
+    "SELECT pk, search_text FROM temp.changed WHERE present",
+    "INSERT INTO messages_fts(rowid, search_text) SELECT pk, search_text FROM temp.arrived",
+)
+_CLEAR_TEMP = ("DELETE FROM temp.arrived", "DELETE FROM temp.changed")
+_TOP_PK = "SELECT coalesce(max(pk), 0) FROM src.messages"
+_TOP_CHANGE = "SELECT coalesce(max(seq), 0) FROM src.search_changes"
+# Every change number ever handed out, pruned or not (search_changes is AUTOINCREMENT).
+_LAST_CHANGE = "SELECT coalesce(max(seq), 0) FROM src.sqlite_sequence WHERE name = 'search_changes'"
+_MATCHING = (
+    "SELECT pk FROM src.messages WHERE room_id = ? AND pk IN "
+    "(SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?) ORDER BY seq DESC LIMIT ?"
+)
 
 
-class SearchIndexer:
-    """Keeps ``messages_fts`` up to date in bulk.
+def search_index_path(database: Path) -> Path:
+    """Where the index of the messages database ``database`` lives."""
+    return database.with_name(database.name + "-search")
 
-    Every method runs in the store's writer thread, so the counter needs no lock; the
-    event loop only reads :attr:`pending` as a hint.
+
+class SearchIndex:
+    """The full-text index of one SQLite messages database. Construct, then ``await open()``.
+
+    Every method that touches the index runs in the indexer's one thread, in the order
+    called; the watermarks it publishes are read by the loop as hints.
     """
 
-    def __init__(self, catch_up_rows: int = CATCH_UP_ROWS) -> None:
-        self._catch_up_rows = catch_up_rows
-        self._pending = 0  # a hint for scheduling; the watermark is the truth
+    def __init__(self, database: Path, *, chunk: int = CATCH_UP_CHUNK) -> None:
+        self.database = database
+        self.path = search_index_path(database)
+        self._chunk = chunk
+        self._executor = ThreadPoolExecutor(
+            1, thread_name_prefix="chatsphere-search", initializer=lower_thread_priority
+        )
+        self._conn: sqlite3.Connection | None = None  # the indexer thread's
+        self.indexed_pk = 0  # the committed watermarks, as last seen by the indexer
+        self.change_seq = 0
+        self.rebuilds = 0  # how often the index was started afresh, its first start included
 
-    @property
-    def pending(self) -> int:
-        """Messages committed by this node and not indexed yet (approximately)."""
-        return self._pending
+    # -- lifecycle, from the event loop ------------------------------------------------
+    async def open(self) -> None:
+        """Open the index file, starting it afresh if it is missing or unusable."""
+        await self._run(self._open)
 
-    @property
-    def due(self) -> bool:
-        """Whether the next group commit should index what waits."""
-        return self._pending >= self._catch_up_rows
+    async def close(self) -> None:
+        """Index what waits (so the file is current for whoever opens it next), then stop.
 
-    def posted(self, count: int) -> None:
-        """``count`` messages were committed."""
-        self._pending += count
-
-    def indexed(self, count: int) -> None:
-        """A committed :meth:`catch_up` indexed ``count`` messages."""
-        self._pending = max(0, self._pending - count)
-
-    def measure(self, conn: Connection) -> None:
-        """Set :attr:`pending` from the database (at start, after a crash say)."""
-        lag = conn.exec_driver_sql(
-            f"SELECT coalesce(max(pk), 0) - ({_WATERMARK}) FROM messages"  # noqa: S608
-        ).scalar()
-        self._pending = max(0, int(lag or 0))
-
-    def catch_up(self, conn: Connection, limit: int | None = None) -> int:
-        """Index the messages past the watermark (at most ``limit``) in ``conn``'s transaction.
-
-        Returns how many rows the watermark moved over. The caller commits; a rollback
-        takes the index rows and the watermark back together.
+        At most :data:`CLOSE_CHUNKS` chunks, so that a long backlog (an index being
+        rebuilt) does not hold up a shutdown; the next start goes on from the watermark.
         """
-        mark = int(conn.exec_driver_sql(_WATERMARK).scalar_one())
-        top = int(conn.exec_driver_sql("SELECT coalesce(max(pk), 0) FROM messages").scalar_one())
-        if limit is not None:
-            top = min(top, mark + limit)
-        if top <= mark:
-            return 0
-        conn.exec_driver_sql(_INDEX_RANGE, (mark, top))
-        conn.exec_driver_sql(_MOVE_WATERMARK, (top,))
-        return top - mark
+        try:
+            await self.catch_up(CLOSE_CHUNKS)
+        except Exception:  # the next start catches up
+            log.exception("full-text indexing failed at close")
+        await self._run(self._close)
+        self._executor.shutdown(wait=True)
+
+    async def catch_up(self, chunks: int | None = None) -> int:
+        """Index what was committed so far, or ``chunks`` chunks of it; returns how many
+        messages were indexed."""
+        return await self._run(functools.partial(self._catch_up_fully, chunks))
+
+    async def search(self, room_id: str, words: Sequence[str], limit: int) -> list[int]:
+        """The pks of ``room_id``'s newest ``limit`` messages holding every word, newest first.
+
+        Messages committed before the call are indexed first, so none is missed.
+        """
+        match = " ".join(f'"{w}"' for w in words)  # each a phrase: no operator survives
+
+        def run() -> list[int]:
+            self._catch_up_fully()
+            rows = self._connection().execute(_MATCHING, (room_id, match, limit)).fetchall()
+            return [int(pk) for (pk,) in rows]
+
+        return await self._run(run)
+
+    async def _run(self, work: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+    # -- the indexer thread ----------------------------------------------------------
+    def _open(self) -> None:
+        try:
+            self._open_once()
+        except sqlite3.DatabaseError:
+            # Corrupt, or not a database at all: it is only a cache of the messages.
+            log.warning("full-text index %s is unusable; rebuilding it", self.path, exc_info=True)
+            self._close()
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    Path(f"{self.path}{suffix}").unlink()
+            self._open_once()
+
+    def _open_once(self) -> None:
+        conn = self._connection()
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        for sql in _TEMP_TABLES:
+            conn.execute(sql)
+        # A crash may lose the last few rounds, never the index's consistency with its
+        # watermarks; whatever was lost is indexed again from the messages.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(_STATE)
+        with self._transaction() as tx:
+            source = tx.execute("SELECT token FROM src.search_source").fetchone()
+            token = str(source[0]) if source else ""
+            state = tx.execute(
+                "SELECT version, source, indexed_pk, change_seq FROM search_state"
+            ).fetchone()
+            usable = (
+                state is not None
+                and state[0] == INDEX_VERSION
+                and state[1] == token
+                and int(state[2]) <= int(tx.execute(_TOP_PK).fetchone()[0])
+                and int(state[3]) <= int(tx.execute(_LAST_CHANGE).fetchone()[0])
+            )
+            if usable:
+                self.indexed_pk, self.change_seq = int(state[2]), int(state[3])
+                return
+            if state is not None:
+                log.warning("full-text index %s belongs elsewhere; rebuilding it", self.path)
+            # Every message will be indexed with its current text: no change before now
+            # concerns the new index.
+            self.indexed_pk, self.change_seq = 0, int(tx.execute(_TOP_CHANGE).fetchone()[0])
+            tx.execute("DROP TABLE IF EXISTS messages_fts")
+            tx.execute(_INDEX)
+            tx.execute(
+                "INSERT OR REPLACE INTO search_state VALUES (1, ?, ?, ?, ?)",
+                (INDEX_VERSION, token, self.indexed_pk, self.change_seq),
+            )
+            self.rebuilds += 1
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(
+                f"file:{quote(str(self.path))}", uri=True, isolation_level=None, timeout=30
+            )
+            try:
+                # Read-only: even BEGIN IMMEDIATE then takes no lock on the messages file.
+                conn.execute(
+                    "ATTACH DATABASE ? AS src", (f"file:{quote(str(self.database))}?mode=ro",)
+                )
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _catch_up_fully(self, chunks: int | None = None) -> int:
+        """Index in chunks until one finds nothing more to do, or ``chunks`` of them ran."""
+        total = 0
+        while chunks is None or chunks > 0:
+            indexed, complete = self._catch_up_once()
+            total += indexed
+            if complete:
+                break
+            chunks = None if chunks is None else chunks - 1
+        return total
+
+    def _catch_up_once(self) -> tuple[int, bool]:
+        """Apply logged changes and index up to a chunk of new messages.
+
+        First a read of the messages file, one snapshot for all of it, so the watermarks
+        move exactly over what was copied; then one transaction on the index file.
+        """
+        conn = self._connection()
+        indexed, changes_from = self.indexed_pk, self.change_seq
+        conn.execute("BEGIN")
+        try:
+            for sql in _CLEAR_TEMP:
+                conn.execute(sql)
+            top = int(conn.execute(_TOP_PK).fetchone()[0])
+            changes_to = max(changes_from, int(conn.execute(_TOP_CHANGE).fetchone()[0]))
+            upto = min(top, indexed + self._chunk)
+            if changes_to > changes_from and indexed:
+                conn.execute(_COPY_CHANGED, (changes_from, changes_to, indexed))
+            if upto > indexed:
+                conn.execute(_COPY_ARRIVED, (indexed, upto))
+        finally:
+            conn.execute("COMMIT")  # it only read the messages file
+        if upto == indexed and changes_to == changes_from:
+            return 0, True
+        with self._transaction() as tx:
+            for sql in _INDEX_WRITES:
+                tx.execute(sql)
+            tx.execute("UPDATE search_state SET indexed_pk = ?, change_seq = ?", (upto, changes_to))
+        self.indexed_pk, self.change_seq = upto, changes_to
+        return upto - indexed, upto == top

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import tempfile
-import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +35,6 @@ from sqlalchemy import (
     event,
     func,
     insert,
-    literal_column,
     select,
     text,
     update,
@@ -48,11 +47,12 @@ from ...domain.events import EventType, RoomEvent
 from ...domain.messages import Message, MessageEdit, MessageStatus, Reaction
 from ...domain.rooms import Member, MembershipState, Room, RoomSummary
 from ...errors import ChatError, ErrorCode
-from ...ports.store import CommitListener, PostMessage, StoredEvent, WriteCommand
+from ...ports.store import CommitListener, StoredEvent, WriteCommand
 from ...protocol.codec import room_event_frame
 from ...protocol.views import member_view, room_view
 from . import schema as t
 from .apply import BatchApplier, KnownPlan, Outcome
+from .background import lower_thread_priority
 from .codec import (
     dumps,
     from_ms_required,
@@ -66,7 +66,7 @@ from .codec import (
 )
 from .pipelined import PipelinedCommitter
 from .replay import LOG_AFTER, log_after_params, stored_event
-from .search_index import CATCH_UP_LIMIT, SearchIndexer
+from .search_index import SearchIndex
 from .writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -74,28 +74,6 @@ T = TypeVar("T")
 
 #: The synchronous driver the writer thread uses for each async driver's dialect.
 _SYNC_DRIVERS = {"sqlite": "sqlite+pysqlite", "postgresql": "postgresql+psycopg"}
-
-
-#: Niceness the checkpoint thread adds: the scheduler then gives the event loop's and the
-#: writer's threads about ten times its share of a busy core, still several times what
-#: the checkpoints need.
-CHECKPOINT_NICENESS = 10
-
-
-def _yielding_thread() -> None:
-    """Lower the calling thread's scheduling priority (on Linux niceness is per thread).
-
-    Each second the checkpoint copies the pages committed in the last one into the
-    database file and syncs it, on the node's core. At equal priority it took turns with
-    the event loop and the writer for tens of milliseconds, and the deliveries of that
-    window made the p99 at half the best S3 rate; now they preempt it when they have work.
-    """
-    try:
-        thread = threading.get_native_id()
-        niceness = os.getpriority(os.PRIO_PROCESS, thread) + CHECKPOINT_NICENESS
-        os.setpriority(os.PRIO_PROCESS, thread, min(niceness, 19))
-    except (AttributeError, OSError):  # not Linux, or not allowed: equal priority then
-        log.debug("could not lower the checkpoint thread's priority")
 
 
 def _sync_url(url: URL) -> URL:
@@ -110,6 +88,9 @@ _WRITER_AUTOCHECKPOINT_PAGES = 50_000
 #: SQLite: the WAL size (frames, ~64 MiB) past which the maintenance task has the writer
 #: finish a checkpoint between two commits, so that the WAL starts over (see _restart_wal).
 WAL_RESTART_FRAMES = 16_384
+#: SQLite: at most this many chunks of messages indexed per maintenance round, so that a
+#: long backlog (a rebuilt index) does not hold up the WAL's upkeep.
+SEARCH_CHUNKS_PER_ROUND = 5
 _fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 #: PostgreSQL, read sessions: plan every execution of a prepared statement for its own
@@ -182,8 +163,9 @@ class SqlStore:
         self._applier = BatchApplier(self.dialect)
         # PostgreSQL: batches of posts to known rooms are committed from the loop.
         self._pipelined: PipelinedCommitter | None = None
-        # SQLite's full-text index is fed in bulk behind the commit path (search_index.py).
-        self._search_index = SearchIndexer() if self.dialect == "sqlite" else None
+        # SQLite's full-text index: a file and a thread of its own (search_index.py).
+        self._search_index: SearchIndex | None = None
+        self._pruned_changes = 0  # search_changes is pruned up to here
         self._writer: GroupCommitWriter[WriteCommand, RoomEvent | None] = GroupCommitWriter(
             self._run_batch, write_batch_max
         )
@@ -196,7 +178,7 @@ class SqlStore:
         # every POSIX lock the process holds on it, SQLite's included.
         self._db_fd: int | None = None
         self.wal_restarts = 0
-        # Checkpoints run in a thread of their own at a lower priority (_yielding_thread).
+        # Checkpoints run in a thread of their own at a lower priority (background.py).
         self._checkpoint_executor: ThreadPoolExecutor | None = None
 
     # -- lifecycle -------------------------------------------------------------
@@ -232,7 +214,7 @@ class SqlStore:
             self._configure_sqlite(self._sync_reads, "BEGIN")
             self._read_executor = ThreadPoolExecutor(4, thread_name_prefix="chatsphere-reader")
             self._checkpoint_executor = ThreadPoolExecutor(
-                1, thread_name_prefix="chatsphere-checkpoint", initializer=_yielding_thread
+                1, thread_name_prefix="chatsphere-checkpoint", initializer=lower_thread_priority
             )
         else:
             self._sync_engine = create_engine(sync_url, pool_size=2, max_overflow=2)
@@ -249,19 +231,25 @@ class SqlStore:
             await self._pipelined.open()
         if self._read_executor is not None and self.url.database:  # it exists now
             self._db_fd = os.open(self.url.database, os.O_RDONLY)
-        if self._search_index is not None:
-            await self._in_writer(self._measure_search_lag)
         self._writer.start()
         if self._read_executor is not None:
+            assert self.url.database is not None  # SQLite always has a file (see __init__)
+            self._search_index = SearchIndex(Path(self.url.database))
+            await self._search_index.open()
             self._checkpointer = asyncio.get_running_loop().create_task(
                 self._maintain_periodically(), name="sqlite-maintenance"
             )
 
-    async def _maintain_periodically(self) -> None:
-        """SQLite upkeep off the commit path, every interval: search index, then WAL.
+    def _prune_search_changes(self, consumed: int) -> None:
+        with self._write_transaction() as conn:
+            conn.exec_driver_sql("DELETE FROM search_changes WHERE seq <= ?", (consumed,))
 
-        Messages that arrive too slowly to fill a catch-up inside a group commit are
-        indexed here, in a transaction of their own.
+    async def _maintain_periodically(self) -> None:
+        """SQLite upkeep off the commit path, every interval: the WAL, then the search index.
+
+        One after the other, not side by side: the indexer's read of the messages file
+        holds a snapshot for its few milliseconds, and a checkpoint that ran then could
+        not copy every frame, so the WAL could not start over (see _restart_wal).
 
         Left to the writer, a checkpoint runs inside whichever commit pushes the WAL past
         1,000 pages: that batch waits while hundreds of pages are copied and the database
@@ -272,17 +260,22 @@ class SqlStore:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._checkpoint_interval)
-            if self._search_index is not None and self._search_index.pending:
-                try:
-                    await self._in_writer(self._index_pending)
-                except Exception:  # the next round, a group commit or a search retries
-                    log.exception("full-text indexing failed")
             try:
                 frames = await loop.run_in_executor(self._checkpoint_executor, self._checkpoint)
                 if frames >= self._wal_restart_frames:
                     await self._restart_wal()
             except Exception:  # the next round tries again; the writer is the fallback
                 log.exception("WAL checkpoint failed")
+            if self._search_index is not None:
+                try:
+                    await self._search_index.catch_up(SEARCH_CHUNKS_PER_ROUND)
+                    consumed = self._search_index.change_seq
+                    if consumed > self._pruned_changes:
+                        prune = functools.partial(self._prune_search_changes, consumed)
+                        await self._in_writer(prune)
+                        self._pruned_changes = consumed
+                except Exception:  # the next round or a search tries again
+                    log.exception("full-text indexing failed")
 
     async def _restart_wal(self) -> None:
         """Have the WAL start over from its beginning, at the cost of a short writer pause.
@@ -316,18 +309,6 @@ class SqlStore:
             self._close_write_conn()  # as after a failed transaction: the next one reconnects
             raise
         return bool(busy == 0 and log_frames == copied)
-
-    def _measure_search_lag(self) -> None:
-        assert self._search_index is not None
-        with self._write_transaction() as conn:
-            self._search_index.measure(conn)
-
-    def _index_pending(self) -> None:
-        """Index every message past the watermark, in a transaction of its own."""
-        assert self._search_index is not None
-        with self._write_transaction() as conn:
-            indexed = self._search_index.catch_up(conn)
-        self._search_index.indexed(indexed)
 
     def _checkpoint(self) -> int:
         """A PASSIVE checkpoint from a reader connection; returns the WAL's size in frames.
@@ -420,13 +401,9 @@ class SqlStore:
         await self._writer.close()
         if self._pipelined is not None:
             await self._pipelined.close()
-        if self._search_index is not None and self._search_index.pending:
-            # Not needed for correctness (the next start catches up), but it leaves the
-            # file fully indexed for whoever opens it next.
-            try:
-                await self._in_writer(self._index_pending)
-            except Exception:
-                log.exception("full-text indexing failed at close")
+        if self._search_index is not None:
+            await self._search_index.close()
+            self._search_index = None
         await self._in_writer(self._close_write_conn)
         await self._in_writer(self._sync_engine.dispose)
         self._executor.shutdown(wait=True)
@@ -486,7 +463,6 @@ class SqlStore:
     def _apply_batch_once(
         self, commands: list[WriteCommand], plan: KnownPlan | None
     ) -> list[Outcome]:
-        search_index = self._search_index
         counters = self._applier.counters
         try:
             with self._write_transaction() as conn:
@@ -495,11 +471,6 @@ class SqlStore:
                 else:
                     self._applier.store_plan(conn, plan)
                     outcomes = plan.outcomes
-                indexed = (
-                    search_index.catch_up(conn, CATCH_UP_LIMIT)
-                    if search_index is not None and search_index.due
-                    else 0
-                )
         except self._integrity_errors as exc:
             counters.discard()
             if plan is None and len(commands) == 1:
@@ -510,10 +481,6 @@ class SqlStore:
             counters.discard()
             raise
         counters.committed()
-        if search_index is not None:
-            search_index.posted(sum(isinstance(c, PostMessage) for c in commands))
-            if indexed:
-                search_index.indexed(indexed)
         return outcomes
 
     async def _commit_planned(
@@ -817,21 +784,14 @@ class SqlStore:
         terms = search_words(query)  # as search_text was folded; no operator survives
         if not terms:
             return []
-        if self._search_index is not None:
-            # Messages committed before this search may still wait for the index.
-            await self._in_writer(self._index_pending)
         if self.dialect == "sqlite":
-            match = " ".join(f'"{w}"' for w in terms)
-            hits: Any = (
-                select(literal_column("rowid"))
-                .select_from(text("messages_fts"))
-                .where(text("messages_fts MATCH :match").bindparams(match=match))
-            )
+            if self._search_index is None:
+                raise ChatError(ErrorCode.SERVICE_UNAVAILABLE, "the store is not open")
+            pks = await self._search_index.search(room_id, terms, limit)
+            if not pks:
+                return []
             stmt = (
-                select(t.messages)
-                .where(t.messages.c.room_id == room_id, t.messages.c.pk.in_(hits))
-                .order_by(t.messages.c.seq.desc())
-                .limit(limit)
+                select(t.messages).where(t.messages.c.pk.in_(pks)).order_by(t.messages.c.seq.desc())
             )
         else:
             stmt = (
