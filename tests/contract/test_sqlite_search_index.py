@@ -285,3 +285,28 @@ async def test_the_migration_moves_the_index_out_and_back(tmp_path: Path) -> Non
         assert hits == [(1,), (2,)]
     finally:
         conn.close()
+
+
+async def test_two_stores_on_one_database_share_the_index_without_indexing_twice(
+    tmp_path: Path,
+) -> None:
+    # Not a supported deployment, but a mistake an operator can make: neither store may
+    # index a message the other already indexed (FTS5 would refuse the duplicate rowid).
+    url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+    first = SqlStore(url, checkpoint_interval=NEVER)
+    second = SqlStore(url, checkpoint_interval=NEVER)
+    await first.open()
+    await second.open()
+    try:
+        chat = Chat(first)
+        room = await chat.room()
+        posted = [await chat.post(room.id, "alice", f"quince {i}") for i in range(3)]
+        assert sorted(await found(first, room.id, "quince")) == sorted(m.id for m in posted)
+        more = [await chat.post(room.id, "alice", f"quince more {i}") for i in range(2)]
+        expected = sorted(m.id for m in posted + more)
+        assert sorted(await found(second, room.id, "quince")) == expected
+        assert sorted(await found(first, room.id, "quince")) == expected
+        assert_index_matches_messages(first)
+    finally:
+        await second.close()
+        await first.close()

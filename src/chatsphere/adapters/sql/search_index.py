@@ -279,6 +279,13 @@ class SearchIndex:
         if upto == indexed and changes_to == changes_from:
             return 0, True
         with self._transaction() as tx:
+            state = tx.execute("SELECT indexed_pk, change_seq FROM search_state").fetchone()
+            if tuple(state) != (indexed, changes_from):
+                # Another process on the same files (two nodes started on one database)
+                # moved the watermarks: go on from where it left them.
+                log.warning("full-text index %s was fed by another process", self.path)
+                self.indexed_pk, self.change_seq = int(state[0]), int(state[1])
+                return 0, False
             for sql in _INDEX_WRITES:
                 tx.execute(sql)
             tx.execute("UPDATE search_state SET indexed_pk = ?, change_seq = ?", (upto, changes_to))
