@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -94,18 +95,35 @@ async def test_commits_leave_the_index_alone_and_a_search_sees_every_message(
     assert_index_matches_messages(chat.store)
 
 
-async def test_commits_go_on_while_the_index_file_is_locked(chat: Chat) -> None:
+async def test_an_index_write_holds_neither_the_writer_nor_the_wal(chat: Chat) -> None:
     room = await chat.room()
-    # Whatever the indexer does, however long, it holds the index file's lock, not the
-    # messages file's: sends are not held up behind it.
-    blocker = sqlite3.connect(index_of(chat.store).path, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")
+    index = index_of(chat.store)
+    writing, release = threading.Event(), threading.Event()
+
+    def write_slowly() -> None:  # an index write, however long, in the indexer's thread
+        with index._transaction() as tx:
+            tx.execute("INSERT INTO messages_fts(rowid, search_text) VALUES (-1, 'held')")
+            writing.set()
+            release.wait(10)
+            tx.execute("DELETE FROM messages_fts WHERE rowid = -1")
+
+    loop = asyncio.get_running_loop()
+    held = loop.run_in_executor(index._executor, write_slowly)
     try:
-        async with asyncio.timeout(10):
+        assert await loop.run_in_executor(None, writing.wait, 10)
+        async with asyncio.timeout(10):  # sends are not held up behind it...
             posted = [await chat.post(room.id, "alice", f"grape {i}") for i in range(20)]
+        # ...and it holds no snapshot of the messages file, so a checkpoint copies the
+        # whole WAL (with one, the frames committed since it began would stay behind).
+        checkpointer = sqlite3.connect(index.database)
+        try:
+            busy, frames, copied = checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            checkpointer.close()
+        assert frames > 0 and copied == frames, (busy, frames, copied)
     finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
+        release.set()
+        await held
     assert sorted(await found(chat.store, room.id, "grape")) == sorted(m.id for m in posted)
 
 
@@ -208,7 +226,7 @@ async def test_a_restart_finds_the_messages_the_index_had_not_reached(tmp_path: 
     assert await reopened_finds(f"sqlite+aiosqlite:///{path}", room_id, "lychee") == (posted, 0)
 
 
-@pytest.mark.parametrize("damage", ["deleted", "garbage", "foreign"])
+@pytest.mark.parametrize("damage", ["deleted", "garbage", "foreign", "ahead", "lost changes"])
 async def test_an_unusable_index_file_is_rebuilt_from_the_messages(
     tmp_path: Path, damage: str
 ) -> None:
@@ -221,11 +239,45 @@ async def test_an_unusable_index_file_is_rebuilt_from_the_messages(
         index_file.unlink()
     elif damage == "garbage":
         index_file.write_bytes(b"not a database " * 1_000)
-    else:  # the index of another database, whose messages mention mangoes too
+    elif damage == "foreign":  # the index of another database, whose messages mention mangoes
         other = tmp_path / "other.db"
         await posted_and_closed(f"sqlite+aiosqlite:///{other}", "mango")
         shutil.copy(search_index_path(other), index_file)
+    elif damage == "ahead":  # an index of this database's future (the database restored)
+        edit_index(index_file, "UPDATE search_state SET indexed_pk = 1000000")
+    else:  # it lost its last rounds after the change log was pruned past them
+        edit_index(index_file, "UPDATE search_state SET change_seq = 0")
+        conn = sqlite3.connect(path)
+        with conn:
+            conn.execute("UPDATE messages SET search_text = 'mango edited' WHERE pk = 2")
+            conn.execute("DELETE FROM search_changes")  # pruned, as after it was indexed
+        conn.close()
     assert await reopened_finds(f"sqlite+aiosqlite:///{path}", room_id, "mango") == (posted, 1)
+
+
+def edit_index(index_file: Path, sql: str) -> None:
+    conn = sqlite3.connect(index_file)
+    with conn:
+        conn.execute(sql)
+    conn.close()
+
+
+async def test_a_busy_index_file_is_left_alone_not_rebuilt(tmp_path: Path) -> None:
+    path = tmp_path / "busy.db"
+    room_id, posted = await posted_and_closed(f"sqlite+aiosqlite:///{path}", "melon")
+    holder = sqlite3.connect(search_index_path(path), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process writing the index, say
+    try:
+        index = SearchIndex(path, busy_timeout=0.2)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            await index.open()
+        assert index._executor._shutdown  # its thread is stopped
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    # The file and everything in it survived.
+    assert watermark(path) > 0
+    assert await reopened_finds(f"sqlite+aiosqlite:///{path}", room_id, "melon") == (posted, 0)
 
 
 def migrate(path: Path, revision: str, *, down: bool = False) -> None:

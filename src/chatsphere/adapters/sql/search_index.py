@@ -89,6 +89,12 @@ _TOP_PK = "SELECT coalesce(max(pk), 0) FROM src.messages"
 _TOP_CHANGE = "SELECT coalesce(max(seq), 0) FROM src.search_changes"
 # Every change number ever handed out, pruned or not (search_changes is AUTOINCREMENT).
 _LAST_CHANGE = "SELECT coalesce(max(seq), 0) FROM src.sqlite_sequence WHERE name = 'search_changes'"
+# The oldest change still logged; every one before it was pruned. Numbers are contiguous
+# (a rolled-back insert takes its number back with it), so an index whose change_seq is
+# below this minus one never saw the changes in between.
+_FIRST_LOGGED_CHANGE = f"SELECT coalesce(min(seq), ({_LAST_CHANGE}) + 1) FROM src.search_changes"  # noqa: S608
+#: SQLite's result codes for a file that is not a database or is damaged (low byte).
+_DAMAGED = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 _MATCHING = (
     "SELECT pk FROM src.messages WHERE room_id = ? AND pk IN "
     "(SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?) ORDER BY seq DESC LIMIT ?"
@@ -107,10 +113,13 @@ class SearchIndex:
     called; the watermarks it publishes are read by the loop as hints.
     """
 
-    def __init__(self, database: Path, *, chunk: int = CATCH_UP_CHUNK) -> None:
+    def __init__(
+        self, database: Path, *, chunk: int = CATCH_UP_CHUNK, busy_timeout: float = 30.0
+    ) -> None:
         self.database = database
         self.path = search_index_path(database)
         self._chunk = chunk
+        self._busy_timeout = busy_timeout
         self._executor = ThreadPoolExecutor(
             1, thread_name_prefix="chatsphere-search", initializer=lower_thread_priority
         )
@@ -121,8 +130,17 @@ class SearchIndex:
 
     # -- lifecycle, from the event loop ------------------------------------------------
     async def open(self) -> None:
-        """Open the index file, starting it afresh if it is missing or unusable."""
-        await self._run(self._open)
+        """Open the index file, starting it afresh if it is missing or unusable.
+
+        Raises what SQLite raised if the file could not be opened for another reason (held
+        by another process past the busy timeout, a full disk): its thread is stopped then.
+        """
+        try:
+            await self._run(self._open)
+        except BaseException:
+            await self._run(self._close)
+            self._executor.shutdown(wait=True)
+            raise
 
     async def close(self) -> None:
         """Index what waits (so the file is current for whoever opens it next), then stop.
@@ -163,7 +181,9 @@ class SearchIndex:
     def _open(self) -> None:
         try:
             self._open_once()
-        except sqlite3.DatabaseError:
+        except sqlite3.DatabaseError as exc:
+            if exc.sqlite_errorcode & 0xFF not in _DAMAGED:
+                raise  # busy, full, unreadable: deleting the file would not help
             # Corrupt, or not a database at all: it is only a cache of the messages.
             log.warning("full-text index %s is unusable; rebuilding it", self.path, exc_info=True)
             self._close()
@@ -194,6 +214,9 @@ class SearchIndex:
                 and state[1] == token
                 and int(state[2]) <= int(tx.execute(_TOP_PK).fetchone()[0])
                 and int(state[3]) <= int(tx.execute(_LAST_CHANGE).fetchone()[0])
+                # Changes pruned that this index never applied: it lost its last rounds
+                # (it is synced at checkpoints only), or it is an older copy.
+                and int(tx.execute(_FIRST_LOGGED_CHANGE).fetchone()[0]) <= int(state[3]) + 1
             )
             if usable:
                 self.indexed_pk, self.change_seq = int(state[2]), int(state[3])
@@ -202,7 +225,7 @@ class SearchIndex:
                 log.warning("full-text index %s belongs elsewhere; rebuilding it", self.path)
             # Every message will be indexed with its current text: no change before now
             # concerns the new index.
-            self.indexed_pk, self.change_seq = 0, int(tx.execute(_TOP_CHANGE).fetchone()[0])
+            self.indexed_pk, self.change_seq = 0, int(tx.execute(_LAST_CHANGE).fetchone()[0])
             tx.execute("DROP TABLE IF EXISTS messages_fts")
             tx.execute(_INDEX)
             tx.execute(
@@ -214,7 +237,10 @@ class SearchIndex:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             conn = sqlite3.connect(
-                f"file:{quote(str(self.path))}", uri=True, isolation_level=None, timeout=30
+                f"file:{quote(str(self.path))}",
+                uri=True,
+                isolation_level=None,
+                timeout=self._busy_timeout,
             )
             try:
                 # Read-only: even BEGIN IMMEDIATE then takes no lock on the messages file.
@@ -229,9 +255,17 @@ class SearchIndex:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on the index file that holds no snapshot of the messages.
+
+        Not ``BEGIN IMMEDIATE``: that opens a read transaction on every attached database
+        too, and a snapshot of the messages file held for the whole of an index write kept
+        checkpoints from copying the WAL. A deferred ``BEGIN`` whose first statement writes
+        the index file takes only that file's lock (waiting up to the busy timeout).
+        """
         conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN")
         try:
+            conn.execute("UPDATE search_state SET change_seq = change_seq")
             yield conn
         except BaseException:
             with contextlib.suppress(sqlite3.Error):

@@ -231,11 +231,13 @@ class SqlStore:
             await self._pipelined.open()
         if self._read_executor is not None and self.url.database:  # it exists now
             self._db_fd = os.open(self.url.database, os.O_RDONLY)
-        self._writer.start()
         if self._read_executor is not None:
             assert self.url.database is not None  # SQLite always has a file (see __init__)
-            self._search_index = SearchIndex(Path(self.url.database))
-            await self._search_index.open()
+            search_index = SearchIndex(Path(self.url.database))
+            await search_index.open()  # stops its own thread if it fails
+            self._search_index = search_index
+        self._writer.start()
+        if self._read_executor is not None:
             self._checkpointer = asyncio.get_running_loop().create_task(
                 self._maintain_periodically(), name="sqlite-maintenance"
             )
