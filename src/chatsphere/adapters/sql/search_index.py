@@ -182,7 +182,8 @@ class SearchIndex:
         try:
             self._open_once()
         except sqlite3.DatabaseError as exc:
-            if exc.sqlite_errorcode & 0xFF not in _DAMAGED:
+            # Errors the sqlite3 module raises itself carry no SQLite result code.
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _DAMAGED:
                 raise  # busy, full, unreadable: deleting the file would not help
             # Corrupt, or not a database at all: it is only a cache of the messages.
             log.warning("full-text index %s is unusable; rebuilding it", self.path, exc_info=True)
