@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from alembic.config import Config
 from sqlalchemy import create_engine
 
 from chatsphere.adapters.sql.search_index import SearchIndex, search_index_path
-from chatsphere.adapters.sql.store import _MIGRATIONS, SqlStore
+from chatsphere.adapters.sql.store import SqlStore, alembic_config
 from chatsphere.ports.store import DeleteMessage, EditMessage
 from tests.contract.test_store_contract import Chat, now
 
@@ -284,10 +283,7 @@ def migrate(path: Path, revision: str, *, down: bool = False) -> None:
     engine = create_engine(f"sqlite:///{path}")
     try:
         with engine.begin() as conn:
-            config = Config()
-            config.set_main_option("script_location", str(_MIGRATIONS))
-            config.attributes["connection"] = conn
-            (command.downgrade if down else command.upgrade)(config, revision)
+            (command.downgrade if down else command.upgrade)(alembic_config(conn), revision)
     finally:
         engine.dispose()
 

@@ -17,12 +17,11 @@ from typing import Any
 import orjson
 import pytest
 from alembic import command
-from alembic.config import Config
 from psycopg.pq import TransactionStatus
 
 from chatsphere.adapters.sql.bulk import BulkStatements
 from chatsphere.adapters.sql.pipelined import PipelinedCommitter
-from chatsphere.adapters.sql.store import _MIGRATIONS, SqlStore
+from chatsphere.adapters.sql.store import SqlStore, alembic_config
 from chatsphere.domain.events import EventType, RoomEvent
 from chatsphere.domain.messages import Message, MessageStatus, MessageType, Reaction, mentions_in
 from chatsphere.domain.rooms import (
@@ -626,10 +625,7 @@ async def downgrade_to(store: SqlStore, revision: str) -> None:
 
     def run() -> None:
         with store._write_transaction() as conn:
-            config = Config()
-            config.set_main_option("script_location", str(_MIGRATIONS))
-            config.attributes["connection"] = conn
-            command.downgrade(config, revision)
+            command.downgrade(alembic_config(conn), revision)
 
     await store._in_writer(run)
 

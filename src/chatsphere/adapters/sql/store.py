@@ -122,11 +122,16 @@ _GET_MEMBER = select(t.memberships).where(
 )
 
 
-def _alembic_upgrade(connection: Connection) -> None:
+def alembic_config(connection: Connection) -> Config:
+    """Alembic's configuration for running this store's migrations on ``connection``."""
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    return config
+
+
+def _alembic_upgrade(connection: Connection) -> None:
+    command.upgrade(alembic_config(connection), "head")
 
 
 class SqlStore:
