@@ -6,7 +6,7 @@ import asyncio
 import shutil
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from sqlalchemy import create_engine
 
 from chatsphere.adapters.sql.search_index import SearchIndex, search_index_path
 from chatsphere.adapters.sql.store import SqlStore, alembic_config
+from chatsphere.domain.messages import Message
 from chatsphere.ports.store import DeleteMessage, EditMessage
 from tests.contract.test_store_contract import Chat, now
 
@@ -92,6 +93,81 @@ async def test_commits_leave_the_index_alone_and_a_search_sees_every_message(
     assert hits == [m.id for m in sorted(posted, key=lambda m: m.seq, reverse=True)][:50]
     assert watermark(chat.store) == top_pk(chat.store)
     assert_index_matches_messages(chat.store)
+
+
+async def statements_of(index: SearchIndex, search: Awaitable[object]) -> list[str]:
+    """The SQL the indexer's connection ran while ``search`` was awaited."""
+    ran: list[str] = []
+    await index._run(lambda: index._connection().set_trace_callback(ran.append))
+    try:
+        await search
+    finally:
+        await index._run(lambda: index._connection().set_trace_callback(None))
+    return ran
+
+
+def newest_first(messages: list[Message], word: str, limit: int = 50) -> list[str]:
+    hits = [m for m in messages if word in (m.content.get("text") or "").split()]
+    return [m.id for m in sorted(hits, key=lambda m: m.seq, reverse=True)][:limit]
+
+
+@pytest.mark.parametrize("window", [1, 7, 10_000])
+async def test_a_search_finds_the_rooms_newest_matches_whatever_the_window(
+    chat: Chat, window: int
+) -> None:
+    index_of(chat.store)._newest_window = window
+    rooms = [await chat.room() for _ in range(3)]
+    words = ("plum", "pear", "fig")
+    # Rooms posting in turn and together (sharing group commits), each word in every
+    # room or in some; one room stops early, so its matches end up far from the newest.
+    posted = list(
+        await asyncio.gather(
+            *(
+                chat.post(rooms[i % 3].id, "alice", f"{words[i % 3]} {words[i % 2]} {i}")
+                for i in range(120)
+            )
+        )
+    )
+    posted += [await chat.post(rooms[1].id, "bob", f"plum late {i}") for i in range(60)]
+    for room in rooms:
+        mine = [m for m in posted if m.room_id == room.id]
+        for word in words:
+            for limit in (1, 5, 50):
+                got = [m.id for m in await chat.store.search(room.id, word, limit)]
+                assert got == newest_first(mine, word, limit), (room.id, word, limit)
+
+
+async def test_a_search_gathers_every_match_only_when_the_newest_fall_short(chat: Chat) -> None:
+    index = index_of(chat.store)
+    index._newest_window = 20
+    quiet, busy = await chat.room(), await chat.room()
+    early = [await chat.post(quiet.id, "alice", f"kiwi {i}") for i in range(5)]
+    later = [await chat.post(busy.id, "bob", f"kiwi {i}") for i in range(40)]
+    await index.catch_up()
+
+    # The busy room's newest ten are among the newest twenty matches: one statement.
+    ran = await statements_of(index, chat.store.search(busy.id, "kiwi", 10))
+    assert sum("MATCH" in sql for sql in ran) == 1, ran
+    assert [m.id for m in await chat.store.search(busy.id, "kiwi", 10)] == newest_first(
+        later, "kiwi", 10
+    )
+    # The quiet room's matches are older than every one of those: gathered in full.
+    ran = await statements_of(index, chat.store.search(quiet.id, "kiwi", 3))
+    assert sum("MATCH" in sql for sql in ran) == 2, ran
+    assert [m.id for m in await chat.store.search(quiet.id, "kiwi", 3)] == newest_first(
+        early, "kiwi", 3
+    )
+
+
+async def test_within_a_room_pk_order_is_seq_order(chat: Chat) -> None:
+    """What the search's newest-first scan relies on, across shared group commits."""
+    rooms = [await chat.room() for _ in range(4)]
+    await asyncio.gather(*(chat.post(rooms[i % 4].id, "alice", f"lime {i}") for i in range(400)))
+    rows = read_index(chat.store, "SELECT room_id, seq, pk FROM src.messages ORDER BY pk")
+    assert len(rows) == 400
+    for room in rooms:
+        seqs = [seq for room_id, seq, _pk in rows if room_id == room.id]
+        assert seqs == sorted(seqs) and len(seqs) == 100
 
 
 async def test_an_index_write_holds_neither_the_writer_nor_the_wal(chat: Chat) -> None:
