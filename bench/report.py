@@ -390,7 +390,8 @@ def write_markdown(path: Path, meta: dict[str, Any], cases: list[Case], root: Pa
         "the climb). Before "
         "each scenario, after every failing step and before the half-rate step, the "
         "machine's dirty pages are written to disk (`sync`), so that no step waits behind "
-        "the writeback of what an earlier one stored.",
+        "the writeback of what an earlier one stored; on PostgreSQL a `CHECKPOINT` runs "
+        "first, so that no step has to create the WAL segments an earlier one used up.",
         "",
     ]
     by_key = {k: [c for c in cases if c["scenario"] == k] for k in meta["scenarios"]}

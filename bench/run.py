@@ -289,12 +289,18 @@ PG_SETTINGS = (
 )
 
 
+def libpq_dsn(url: str) -> str:
+    """The SQLAlchemy URL ``url`` as a libpq connection string (psycopg's)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def postgres_settings(url: str) -> dict[str, str]:
     """:data:`PG_SETTINGS` as the server of ``url`` reports them; empty if unreachable."""
     import psycopg
-    from sqlalchemy.engine import make_url
 
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    dsn = libpq_dsn(url)
     try:
         with psycopg.connect(dsn, connect_timeout=5) as conn:
             rows = conn.execute(
@@ -337,7 +343,9 @@ def _run_case(
             nodes.append(start_server(ctx, server, db, scenario.server_env, f"{label}-n{n}"))
         time.sleep(0.5)
         log(f"{label}: server pid(s) {[s.proc.pid for s in nodes]}, running the generator")
-        extra = ["--aux-command", "postgres"] if db == "postgres" else []
+        extra = []
+        if db == "postgres":
+            extra = ["--aux-command", "postgres", "--checkpoint-dsn", libpq_dsn(ctx.pg_url)]
         case["result"] = run_loadgen(
             ctx,
             nodes,

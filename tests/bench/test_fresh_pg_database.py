@@ -1,10 +1,12 @@
-"""Each PostgreSQL case of the benchmark runs in a database created empty for it."""
+"""Each PostgreSQL case of the benchmark runs in a database created empty for it, and the
+generator has the server checkpoint where it syncs the machine's dirty pages."""
 
 from __future__ import annotations
 
 import psycopg
 import pytest
-from bench.run import PG_SETTINGS, fresh_pg_database, postgres_settings
+from bench.loadgen import checkpoint_postgres
+from bench.run import PG_SETTINGS, fresh_pg_database, libpq_dsn, postgres_settings
 from sqlalchemy.engine import make_url
 
 from tests.conftest import PG_URL, require_service
@@ -54,3 +56,30 @@ def test_the_run_records_the_servers_settings_as_the_server_reports_them() -> No
 
 def test_an_unreachable_server_records_no_settings() -> None:
     assert postgres_settings("postgresql+asyncpg://postgres@127.0.0.1:1/none") == {}
+
+
+def _requested_checkpoints() -> int:
+    with psycopg.connect(_plain(PG_URL)) as conn:
+        row = conn.execute("SELECT checkpoints_req FROM pg_stat_bgwriter").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_the_generator_has_the_server_checkpoint_now() -> None:
+    require_service("PostgreSQL", PG_URL, 5432)
+    dsn = libpq_dsn(PG_URL)
+    assert dsn == _plain(PG_URL) and dsn.startswith("postgresql://")
+    before = _requested_checkpoints()
+
+    checkpoint_postgres(dsn)
+
+    # CHECKPOINT is counted as a requested checkpoint once it has completed.
+    assert _requested_checkpoints() > before
+
+
+def test_a_checkpoint_that_cannot_run_is_logged_not_raised(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    checkpoint_postgres("postgresql://postgres@127.0.0.1:1/none")
+
+    assert "CHECKPOINT failed" in capsys.readouterr().err
