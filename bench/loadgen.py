@@ -85,12 +85,13 @@ def checkpoint_postgres(dsn: str) -> None:
     An overloaded step writes WAL faster than the checkpoints in progress can give old
     segments back for reuse, so the steps after it had to create every new 16 MiB segment:
     the commit that needs one waits while PostgreSQL fills it with zeros and syncs it. At
-    6,400 msg/s after 20-30 s at 14,000, that was one stall of 30-90 ms every 2.5 s, each
-    at the moment a segment was created, and a p99 of 35-76 ms in every step (the node at
-    53-64 % of its core, p50 2 ms); with segments left to reuse, no segment was created and
-    three steps of four measured 6.1-12.5 ms. A checkpoint ends by setting aside as many
-    old segments as the WAL between checkpoints has lately needed (up to ``max_wal_size``),
-    as it would at a steady rate. Failing to run one (no privilege) is logged, not fatal.
+    6,400 msg/s after 20-30 s at 14,000, that was a stall every ~2.5 s, each as a segment
+    was created, delaying deliveries by up to 60-100 ms, and a p99 of 35-76 ms in every
+    step (the node at 53-64 % of its core, p50 2 ms); with segments left to reuse, no
+    segment was created and three steps of four measured 6.1-12.5 ms. A checkpoint ends by
+    setting aside as many old segments as the WAL between checkpoints has lately needed (up
+    to ``max_wal_size``), as it would at a steady rate. Failing to run one (no privilege)
+    is logged, not fatal.
     """
     import psycopg
 
