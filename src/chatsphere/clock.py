@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
@@ -29,24 +29,44 @@ class SystemClock:
         return time.monotonic()
 
 
-#: The last whole second formatted, with its text: one tuple, so that the loop and the
-#: writer thread, which both format, never pair one second with another's text.
-_last_second: tuple[float, str] = (float("nan"), "")
-_EXACT_SECONDS = 2.0**34
+_SECOND = timedelta(seconds=1)
+_MILLISECOND = timedelta(milliseconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime.max.replace(tzinfo=UTC)
+#: ".000" to ".999": the milliseconds' text by table, not by format.
+_MILLIS = tuple(f".{ms:03d}" for ms in range(1000))
+#: The last whole second seen: its start, its end, its text and its epoch milliseconds,
+#: in one tuple, so that the loop and the writer thread, which both format, never pair
+#: one second with another's text. It starts empty (no moment lies in [latest, latest)).
+_last_second: tuple[datetime, datetime, str, int] = (_LATEST, _LATEST, "", 0)
+
+
+def _second_of(moment: datetime) -> tuple[datetime, datetime, str, int]:
+    """The cached second holding ``moment`` (UTC), made and remembered if it is new."""
+    global _last_second  # a one-entry cache: every message's view and row use "now"
+    second = _last_second
+    # Two comparisons of datetimes find it: exact, and cheaper than converting the
+    # moment to a timestamp.
+    if not second[0] <= moment < second[1]:
+        start = moment.replace(microsecond=0)
+        end = start + _SECOND if start < _LATEST - _SECOND else _LATEST
+        text = start.isoformat(timespec="seconds")[:-6]  # drop "+00:00"
+        second = _last_second = (start, end, text, (start - _EPOCH) // _MILLISECOND)
+    return second
 
 
 def isoformat(moment: datetime) -> str:
     """RFC 3339 with millisecond precision and a ``Z`` suffix, as the wire uses."""
-    global _last_second  # a one-entry cache: every message's view formats "now"
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
-    # timestamp() is rounded once from exact integers, and a fraction is at most
-    # 0.999999 s: within 2**34 s of 1970 (years 1425 to 2514) half a float's step is
-    # under a microsecond, so the floor is the exact second. Outside, no cache.
-    second = moment.timestamp() // 1
-    if not -_EXACT_SECONDS < second < _EXACT_SECONDS:
-        return moment.isoformat(timespec="milliseconds")[:-6] + "Z"  # drop "+00:00"
-    cached = _last_second
-    if cached[0] != second:
-        cached = _last_second = (second, moment.isoformat(timespec="seconds")[:-6])
-    return f"{cached[1]}.{moment.microsecond // 1000:03d}Z"
+    return _second_of(moment)[2] + _MILLIS[moment.microsecond // 1000] + "Z"
+
+
+def epoch_ms(moment: datetime) -> int:
+    """Whole milliseconds since 1970-01-01 UTC (rounded down), exactly.
+
+    A naive moment is local time, as ``datetime.timestamp`` takes it.
+    """
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return _second_of(moment)[3] + moment.microsecond // 1000

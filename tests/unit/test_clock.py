@@ -5,7 +5,9 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta, timezone
 
-from chatsphere.clock import isoformat
+from chatsphere.clock import epoch_ms, isoformat
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def test_utc_moments_get_milliseconds_and_a_z_suffix() -> None:
@@ -34,6 +36,8 @@ def test_the_cached_second_never_leaks_into_another() -> None:
     edge = datetime(2026, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
     moments = [edge, edge + timedelta(microseconds=1), edge, edge - timedelta(seconds=1)]
     moments += [datetime(1969, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)]
+    latest = datetime.max.replace(tzinfo=UTC)  # the last second has no next one
+    moments += [latest, latest - timedelta(seconds=1), latest, datetime.min.replace(tzinfo=UTC)]
     for year in (1, 1400, 1969, 2038, 2500, 2600, 9998):  # far ones round to the next second
         last = datetime(year, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
         moments += [last, last + timedelta(microseconds=1)]
@@ -42,3 +46,12 @@ def test_the_cached_second_never_leaks_into_another() -> None:
     moments += [start + timedelta(microseconds=rng.randrange(10**17)) for _ in range(20_000)]
     for moment in moments:
         assert isoformat(moment) == _reference(moment), moment
+        assert epoch_ms(moment) == (moment - _EPOCH) // timedelta(milliseconds=1), moment
+
+
+def test_epoch_ms_of_other_offsets_and_of_naive_local_moments() -> None:
+    plus_two = timezone(timedelta(hours=2))
+    assert epoch_ms(datetime(1970, 1, 1, 2, 0, 0, 1_999, tzinfo=plus_two)) == 1
+    assert epoch_ms(datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)) == -1
+    naive = datetime(2026, 5, 6, 7, 8, 9, 123_456)  # local time, as timestamp() reads it
+    assert epoch_ms(naive) == round(naive.timestamp() * 1_000_000) // 1000

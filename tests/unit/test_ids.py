@@ -27,19 +27,44 @@ def test_an_id_is_26_characters_of_the_alphabet() -> None:
     assert all(len(i) == 26 and set(i) <= set(_ALPHABET) for i in made)
 
 
+def _value_of(text: str) -> int:
+    return int(text.translate(str.maketrans(_ALPHABET, "0123456789ABCDEFGHIJKLMNOPQRSTUV")), 32)
+
+
 def test_the_text_encodes_the_time_and_the_random_bits_exactly() -> None:
-    for random_bytes in (bytes(10), b"\xff" * 10, bytes(range(10))):
-        with (
-            mock.patch.object(ids.time, "time_ns", return_value=1_764_000_000_123_456_789),
-            mock.patch.object(ids._random, "take", return_value=int.from_bytes(random_bytes)),
-        ):
+    pattern = bytes(range(256)) * 16  # every byte value, so every character, appears
+    with mock.patch.object(ids.os, "urandom", return_value=pattern):
+        pool = ids._RandomPool()
+    for ms in (1_764_000_000_123, 0, 2**48 - 1):
+        for start in range(0, 256, 16):
+            chunk = pattern[start : start + 16]
+            bits = 0
+            for byte in chunk:  # each byte's low five bits, first byte most significant
+                bits = bits << 5 | byte & 31
+            with (
+                mock.patch.object(ids.time, "time_ns", return_value=ms * 1_000_000 + 456_789),
+                mock.patch.object(ids, "_random", pool),
+            ):
+                made = new_id()
+            value = ms << 80 | bits
+            assert made == _reference(value)
+            assert _value_of(made) == value
+
+
+def test_the_time_characters_follow_the_clock_across_milliseconds() -> None:
+    # The time's ten characters are remembered for one millisecond only.
+    for ms in (1_764_000_000_123, 1_764_000_000_124, 1_764_000_000_123, 1_764_000_001_000):
+        with mock.patch.object(ids.time, "time_ns", return_value=ms * 1_000_000):
             made = new_id()
-        value = 1_764_000_000_123 << 80 | int.from_bytes(random_bytes, "big")
-        assert made == _reference(value)
-        assert (
-            int(made.translate(str.maketrans(_ALPHABET, "0123456789ABCDEFGHIJKLMNOPQRSTUV")), 32)
-            == value
-        )
+        assert _value_of(made) >> 80 == ms
+
+
+def test_every_character_is_equally_likely_from_uniform_bytes() -> None:
+    # 256 byte values onto 32 characters: each character from exactly 8 of them.
+    counts = {c: 0 for c in _ALPHABET}
+    for char in bytes(range(256)).translate(ids._CHAR_OF_BYTE).decode():
+        counts[char] += 1
+    assert set(counts.values()) == {8}
 
 
 def test_ids_sort_by_creation_time() -> None:
@@ -54,16 +79,16 @@ def test_random_bits_come_from_the_os_a_pool_at_a_time_and_never_repeat() -> Non
     pool = ids._RandomPool()
     with mock.patch.object(ids.os, "urandom", wraps=os.urandom) as urandom:
         taken = [pool.take() for _ in range(1_000)]
-    assert urandom.call_count == 2  # 409 slices per 4 KiB: two refills for 1,000
+    assert urandom.call_count == 3  # 256 slices per 4 KiB: three refills for 1,000
     assert len(set(taken)) == len(taken)
-    assert all(0 <= t < 1 << 80 for t in taken)
+    assert all(len(t) == 16 and set(t) <= set(_ALPHABET) for t in taken)
 
 
 def test_threads_never_get_the_same_slice() -> None:
     pool = ids._RandomPool()
-    seen: list[list[int]] = [[] for _ in range(8)]
+    seen: list[list[str]] = [[] for _ in range(8)]
 
-    def take(into: list[int]) -> None:
+    def take(into: list[str]) -> None:
         for _ in range(2_000):
             into.append(pool.take())
 
@@ -86,10 +111,10 @@ def test_a_forked_child_does_not_reuse_its_parents_random_bits() -> None:
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report its next slice and leave at once
-        os.write(write, ids._random.take().to_bytes(10, "big"))
+        os.write(write, ids._random.take().encode())
         os._exit(0)
     os.close(write)
     os.waitpid(pid, 0)
-    childs = int.from_bytes(os.read(read, 10), "big")
+    childs = os.read(read, 16).decode()
     os.close(read)
     assert childs != ids._random.take()

@@ -20,6 +20,7 @@ from chatsphere.protocol.codec import (
     decode_frame,
     ephemeral_frame,
     error_frame,
+    event_data,
     room_event_frame,
     server_frame,
 )
@@ -286,6 +287,23 @@ def test_ack_frame_shape() -> None:
         "data": {"seq": 3},
     }
     assert orjson.loads(ack_frame(7)) == {"type": "ack", "id": 7, "data": None}
+
+
+@pytest.mark.parametrize(
+    "room_id", ["r1", 'a,"data":{"x":1}', 'q"uo\\te', "\u00e9\u4e2d\U0001f600", ',"data":']
+)
+@pytest.mark.parametrize("frame_id", [7, -(2**53), "c-1", ',"data":', None])
+def test_an_ack_from_the_events_encoded_data_is_the_ack_of_its_view(
+    room_id: str, frame_id: str | int | None
+) -> None:
+    # A send's ack reuses the bytes of its event's data instead of encoding the view
+    # again; the result must be byte for byte what encoding the view gives.
+    view = {"id": "m1", "chatRoomId": room_id, "content": {"text": ',"data":"}'}, "seq": 12}
+    frame = room_event_frame("new_message", room_id, 12, orjson.dumps(view))
+    data = event_data(frame)
+    assert data == orjson.dumps(view)
+    assert ack_frame(frame_id, data) == ack_frame(frame_id, view)
+    assert orjson.loads(ack_frame(frame_id, data)) == {"type": "ack", "id": frame_id, "data": view}
 
 
 def test_error_frame_shape_with_and_without_id() -> None:

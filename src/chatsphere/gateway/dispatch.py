@@ -9,7 +9,14 @@ from ..domain.messages import Message
 from ..errors import ChatError, ErrorCode
 from ..ports.bus import room_channel
 from ..protocol import frames as f
-from ..protocol.codec import FrameError, ack_frame, decode_frame, error_frame, server_frame
+from ..protocol.codec import (
+    FrameError,
+    ack_frame,
+    decode_frame,
+    error_frame,
+    event_data,
+    server_frame,
+)
 from ..protocol.views import member_view, message_view, presence_view, room_view
 from ..services.messages import MessageService
 from ..services.presence import PresenceService
@@ -82,7 +89,9 @@ class Dispatcher:
                     metadata=frame.metadata,
                 )
                 self._presence.message_sent(frame.roomId, user)
-                # The event's own view when there is one: no second build of the message.
+                if sent.frame is not None:
+                    # The event's own data, as encoded at commit: no second encoding.
+                    return event_data(sent.frame)
                 body = sent.view if sent.view is not None else message_view(sent.message)
                 return {**body, "duplicate": True} if sent.duplicate else body
             case f.JoinRoom():

@@ -80,8 +80,10 @@ def decode_frame(raw: str | bytes) -> Frame:
             frame_id,
             {"errors": problems},
         ) from None
-    if _openers(raw) <= _MAX_JSON_DEPTH:
-        return frame  # cannot nest deeper than it has brackets: skip the walk
+    # Valid JSON nested n deep holds n openers and n closers: a frame of at most twice
+    # the limit in length, or with no more openers than the limit, needs no walk.
+    if len(raw) <= 2 * _MAX_JSON_DEPTH or _openers(raw) <= _MAX_JSON_DEPTH:
+        return frame
     for field in _FREE_FORM:
         value = getattr(frame, field, None)
         if value is not None and _too_deep(value):
@@ -165,7 +167,30 @@ def ephemeral_frame(kind: str, room_id: str | None, data: dict[str, Any]) -> byt
     return orjson.dumps(frame)
 
 
+class EncodedJson(bytes):
+    """JSON encoded already: :func:`ack_frame` writes it as it is."""
+
+    __slots__ = ()
+
+
+_DATA_KEY = b',"data":'
+
+
+def event_data(frame: bytes) -> EncodedJson:
+    """The encoded ``data`` of a room event's wire frame (:func:`room_event_frame`).
+
+    Everything before ``data`` is the type, a JSON string (in which a quote is always
+    escaped, so the key cannot occur inside it) and the seq; the frame ends with the
+    data and the closing brace.
+    """
+    return EncodedJson(frame[frame.index(_DATA_KEY) + len(_DATA_KEY) : -1])
+
+
 def ack_frame(frame_id: str | int | None, data: Any = None) -> bytes:
+    if type(data) is EncodedJson:
+        # A send's ack carries its event's data, encoded once at commit (0.4 against
+        # 1.0 µs to encode the view a second time).
+        return b"".join((b'{"type":"ack","id":', orjson.dumps(frame_id), _DATA_KEY, data, b"}"))
     return orjson.dumps({"type": "ack", "id": frame_id, "data": data})
 
 

@@ -10,12 +10,12 @@ from typing import Any
 import orjson
 from sqlalchemy.engine import RowMapping
 
+from ...clock import epoch_ms
 from ...domain.messages import Message, MessageStatus, MessageType, Reaction
 from ...domain.rooms import Member, MembershipState, Role, Room, RoomSettings, RoomType
 
-
-def to_ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
+#: Epoch milliseconds of a moment, as stored (exact, rounded down).
+to_ms = epoch_ms
 
 
 def from_ms(value: int | None) -> datetime | None:
@@ -118,6 +118,9 @@ def search_words(text: str) -> list[str]:
 
 
 def message_row(message: Message) -> dict[str, Any]:
+    # Most messages carry no metadata and mention nobody: their text is a constant.
+    metadata = message.metadata
+    mentions = message.mentions
     return {
         "id": message.id,
         "room_id": message.room_id,
@@ -126,10 +129,10 @@ def message_row(message: Message) -> dict[str, Any]:
         "type": message.type.value,
         "content": dumps(message.content),
         "search_text": search_text(message.content),
-        "metadata": dumps(message.metadata),
+        "metadata": dumps(metadata) if metadata else "{}",
         "reply_to": message.reply_to,
         "reply_count": 0,
-        "mentions": dumps(list(message.mentions)),
+        "mentions": dumps(list(mentions)) if mentions else "[]",
         "client_message_id": message.client_message_id,
         "status": message.status.value,
         "created_at": to_ms(message.created_at),
