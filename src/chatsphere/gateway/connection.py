@@ -128,7 +128,9 @@ class Connection:
                 return
         if self._floors is not None and delivery.seq is not None and self._replayed(delivery):
             return
-        self.write(delivery.frame)
+        # write(), inline: this runs once per recipient of every event.
+        if self.transport.offer(delivery.frame, self.max_buffer) == FULL:
+            self.close(CloseCode.SLOW_CONSUMER, "slow consumer: send queue full")
 
     def _replayed(self, delivery: Delivery) -> bool:
         """Whether the channel's last replay already sent this event.
