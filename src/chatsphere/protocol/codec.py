@@ -7,6 +7,7 @@ Encoding produces bytes once; the gateway writes the same bytes to every recipie
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -16,6 +17,11 @@ from ..errors import ChatError, ErrorCode
 from .frames import FRAME_MODELS, ClientFrame, Frame
 
 _FRAME_ADAPTER: TypeAdapter[Frame] = TypeAdapter(ClientFrame)
+#: Each frame type's validator, called directly: ``model_validate`` is a Python wrapper
+#: around the same call (0.5 of its 1.8 µs for a send).
+_VALIDATE: dict[str, Callable[[Any], Frame]] = {
+    kind: model.__pydantic_validator__.validate_python for kind, model in FRAME_MODELS.items()
+}
 _MAX_ID_LENGTH = 128
 
 
@@ -67,7 +73,7 @@ def decode_frame(raw: str | bytes) -> Frame:
             {"known": sorted(FRAME_MODELS)},
         )
     try:
-        frame = FRAME_MODELS[kind].model_validate(obj)
+        frame = _VALIDATE[kind](obj)
     except ValidationError as exc:
         problems = [
             {"field": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]}
