@@ -65,8 +65,11 @@ def isoformat(moment: datetime) -> str:
 def epoch_ms(moment: datetime) -> int:
     """Whole milliseconds since 1970-01-01 UTC (rounded down), exactly.
 
-    A naive moment is local time, as ``datetime.timestamp`` takes it.
+    A naive moment is local time, as ``datetime.timestamp`` takes it (which, unlike
+    ``astimezone``, reads a time in a daylight-saving gap with the offset before it).
     """
+    if moment.tzinfo is None:
+        return int(moment.replace(microsecond=0).timestamp()) * 1000 + moment.microsecond // 1000
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
     return _second_of(moment)[3] + moment.microsecond // 1000

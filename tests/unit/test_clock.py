@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import random
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
 
 from chatsphere.clock import epoch_ms, isoformat
 
@@ -49,9 +54,42 @@ def test_the_cached_second_never_leaks_into_another() -> None:
         assert epoch_ms(moment) == (moment - _EPOCH) // timedelta(milliseconds=1), moment
 
 
-def test_epoch_ms_of_other_offsets_and_of_naive_local_moments() -> None:
+def test_epoch_ms_of_other_offsets() -> None:
     plus_two = timezone(timedelta(hours=2))
     assert epoch_ms(datetime(1970, 1, 1, 2, 0, 0, 1_999, tzinfo=plus_two)) == 1
     assert epoch_ms(datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)) == -1
-    naive = datetime(2026, 5, 6, 7, 8, 9, 123_456)  # local time, as timestamp() reads it
-    assert epoch_ms(naive) == round(naive.timestamp() * 1_000_000) // 1000
+    # Rounded down exactly, where the float product timestamp() * 1000 is not.
+    assert epoch_ms(datetime(2039, 7, 13, 7, 16, 5, 982_000, tzinfo=UTC)) == 2_194_154_165_982
+
+
+@pytest.fixture
+def new_york() -> Iterator[None]:
+    """Local time with daylight saving for the test (naive moments are local time)."""
+    if not hasattr(time, "tzset"):
+        pytest.skip("no tzset here")
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
+@pytest.mark.usefixtures("new_york")
+def test_epoch_ms_reads_naive_moments_as_local_time_as_timestamp_does() -> None:
+    for naive in (
+        datetime(2026, 5, 6, 7, 8, 9, 123_456),  # summer time
+        datetime(2026, 1, 6, 7, 8, 9, 123_456),  # winter time
+        datetime(2026, 3, 8, 2, 30, 0, 250_000),  # in the spring-forward gap
+        datetime(2026, 3, 8, 2, 30, 0, 250_000, fold=1),
+        datetime(2026, 11, 1, 1, 30, 0, 999_999),  # in the repeated autumn hour
+        datetime(2026, 11, 1, 1, 30, 0, 999_999, fold=1),
+    ):
+        assert epoch_ms(naive) == round(naive.timestamp() * 1_000_000) // 1000, naive
+    summer = datetime(2026, 5, 6, 7, 8, 9)
+    assert epoch_ms(summer) == epoch_ms(summer.replace(tzinfo=UTC) + timedelta(hours=4))

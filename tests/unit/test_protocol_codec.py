@@ -298,7 +298,8 @@ def test_an_ack_from_the_events_encoded_data_is_the_ack_of_its_view(
 ) -> None:
     # A send's ack reuses the bytes of its event's data instead of encoding the view
     # again; the result must be byte for byte what encoding the view gives.
-    view = {"id": "m1", "chatRoomId": room_id, "content": {"text": ',"data":"}'}, "seq": 12}
+    content = {"text": ',"data":"}', "a": 1, "data": {"data": [1, {"data": None}]}}
+    view = {"id": "m1", "chatRoomId": room_id, "content": content, "seq": 12}
     frame = room_event_frame("new_message", room_id, 12, orjson.dumps(view))
     data = event_data(frame)
     assert data == orjson.dumps(view)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import unicodedata
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatsphere.adapters.sql.codec import _WORD, search_text, search_words
+from chatsphere.adapters.sql.codec import _WORD, from_ms, search_text, search_words, to_ms
 
 
 def _general(text: str) -> list[str]:
@@ -42,3 +43,10 @@ def test_folding_drops_case_accents_and_punctuation() -> None:
     ]
     assert search_words("HELLO, World_2") == ["hello", "world", "2"]
     assert search_text({"text": "Hi THERE", "caption": "Voilà"}) == "hi there voila"
+
+
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_stored_milliseconds_are_the_exact_floor_and_read_back(moment: datetime) -> None:
+    exact = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+    assert to_ms(moment) == exact
+    assert from_ms(exact) == moment.replace(microsecond=moment.microsecond // 1000 * 1000)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -18,14 +18,18 @@ from ...domain.rooms import Member, MembershipState, Role, Room, RoomSettings, R
 to_ms = epoch_ms
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def from_ms(value: int | None) -> datetime | None:
     if value is None:
         return None
-    return datetime.fromtimestamp(value / 1000, UTC)
+    return from_ms_required(value)
 
 
 def from_ms_required(value: int) -> datetime:
-    return datetime.fromtimestamp(value / 1000, UTC)
+    # Integer arithmetic: value / 1000 as a float is off by a microsecond for some times.
+    return _EPOCH + timedelta(milliseconds=value)
 
 
 def dumps(value: Any) -> str:
