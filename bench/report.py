@@ -345,6 +345,33 @@ def _limits(cases: list[Case]) -> list[str]:
     return notes
 
 
+def _host_section(cases: list[Case]) -> list[str]:
+    """The host's speed just before each case (recorded by runs since 2026-12-05 17:45).
+
+    The ratios compare cases run minutes apart, and a virtual machine's speed can move
+    by a third in that time; these readings say whether it did.
+    """
+    measured = [c for c in cases if c.get("host")]
+    if not measured:
+        return []
+    lines = [
+        "## Host speed before each case",
+        "",
+        "`bench/calibrate.py` again, right before each case's server started: a ratio between "
+        "two cases holds as far as these agree.",
+        "",
+        "| Case | Server | Python loop (ms) | Loopback send (µs) | Append + fdatasync p50 (ms) |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for c in measured:
+        host = c["host"]
+        lines.append(
+            f"| {c['scenario']} | {_label(c)} | {_fmt(host.get('python_loop_ms'))} | "
+            f"{_fmt(host.get('loopback_send_us'), 2)} | {_fmt(host.get('fdatasync_p50_ms'), 3)} |"
+        )
+    return [*lines, ""]
+
+
 def write_markdown(path: Path, meta: dict[str, Any], cases: list[Case], root: Path) -> None:
     """Write ``RESULTS.md``."""
     # Recorded by the run since 2026-12-05; older files are described by this machine.
@@ -408,6 +435,7 @@ def write_markdown(path: Path, meta: dict[str, Any], cases: list[Case], root: Pa
                 limit = float(cfg.get("p99_limit_ms", limit))
             lines += _traffic_section(cases, key, limit)
         lines.append("")
+    lines += _host_section(cases)
     lines += ["## Limits of this measurement", "", *_limits(cases), ""]
     lines += [
         "## Reproduce",

@@ -337,6 +337,9 @@ def _run_case(
     label = f"{scenario.key}-{server}-{db}"
     os.sync()  # the previous case's writes reach the disk now, not during this one
     case["background_cpu_pct"] = wait_for_quiet(ctx.quiet_wait)
+    # The host's speed now: the report prints it beside every case, since the ratios
+    # compare cases run minutes apart on a machine whose speed can move meanwhile.
+    case["host"] = calibrate(ctx.workdir, int(SERVER_CPU), int(GENERATOR_CPU))
     nodes: list[ServerProcess] = []
     try:
         for n in range(scenario.nodes):

@@ -65,3 +65,32 @@ def test_report_without_calibration_leaves_the_line_out(tmp_path: Path) -> None:
     report.write_markdown(tmp_path / "RESULTS.md", meta, data["cases"], ROOT)
 
     assert "Host calibration" not in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_report_prints_the_host_speed_recorded_before_each_case(tmp_path: Path) -> None:
+    data = json.loads((ROOT / "bench" / "results.json").read_text())
+    cases = [dict(c) for c in data["cases"]]
+    slow = {"loopback_send_us": 6.5, "fdatasync_p50_ms": 0.125, "python_loop_ms": 98.7}
+    fast = {"loopback_send_us": 3.25, "fdatasync_p50_ms": 0.1, "python_loop_ms": 41.5}
+    s3 = [c for c in cases if c["scenario"] == "S3"]
+    s3[0]["host"], s3[1]["host"] = slow, fast
+    for c in cases:
+        if c["scenario"] != "S3":
+            c.pop("host", None)
+
+    report.write_markdown(tmp_path / "RESULTS.md", data["meta"], cases, ROOT)
+
+    text = (tmp_path / "RESULTS.md").read_text()
+    section = text.split("## Host speed before each case", 1)[1].split("## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| S")]
+    assert rows == [
+        f"| S3 | {report._label(s3[0])} | 98.7 | 6.50 | 0.125 |",
+        f"| S3 | {report._label(s3[1])} | 41.5 | 3.25 | 0.100 |",
+    ]
+
+
+def test_a_run_without_readings_per_case_has_no_host_section(tmp_path: Path) -> None:
+    data = json.loads((ROOT / "bench" / "results.json").read_text())
+    cases = [{k: v for k, v in c.items() if k != "host"} for c in data["cases"]]
+    report.write_markdown(tmp_path / "RESULTS.md", data["meta"], cases, ROOT)
+    assert "## Host speed before each case" not in (tmp_path / "RESULTS.md").read_text()
