@@ -73,3 +73,9 @@ def epoch_ms(moment: datetime) -> int:
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
     return _second_of(moment)[3] + moment.microsecond // 1000
+
+
+def from_epoch_ms(value: int) -> datetime:
+    """The UTC moment ``value`` milliseconds after 1970-01-01 (exact: the inverse of
+    :func:`epoch_ms` for a moment in whole milliseconds)."""
+    return _EPOCH + timedelta(milliseconds=value)

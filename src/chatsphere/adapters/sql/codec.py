@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import orjson
 from sqlalchemy.engine import RowMapping
 
-from ...clock import epoch_ms
+from ...clock import epoch_ms, from_epoch_ms
 from ...domain.messages import Message, MessageStatus, MessageType, Reaction
 from ...domain.rooms import Member, MembershipState, Role, Room, RoomSettings, RoomType
 
@@ -18,18 +18,15 @@ from ...domain.rooms import Member, MembershipState, Role, Room, RoomSettings, R
 to_ms = epoch_ms
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 def from_ms(value: int | None) -> datetime | None:
     if value is None:
         return None
-    return from_ms_required(value)
+    return from_epoch_ms(value)
 
 
-def from_ms_required(value: int) -> datetime:
-    # Integer arithmetic: value / 1000 as a float is off by a microsecond for some times.
-    return _EPOCH + timedelta(milliseconds=value)
+#: The stored epoch milliseconds as a moment (integer arithmetic: ``value / 1000`` as a
+#: float was a microsecond off for some times).
+from_ms_required = from_epoch_ms
 
 
 def dumps(value: Any) -> str:
