@@ -92,7 +92,7 @@ class Dispatcher:
                 if sent.frame is not None:
                     # The event's own data, as encoded at commit: no second encoding.
                     return event_data(sent.frame)
-                body = sent.view if sent.view is not None else message_view(sent.message)
+                body = message_view(sent.message)
                 return {**body, "duplicate": True} if sent.duplicate else body
             case f.JoinRoom():
                 return await self._join(conn, frame)

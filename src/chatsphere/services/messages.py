@@ -45,27 +45,23 @@ class SendResult:
     """What :meth:`MessageService.send_message` stored.
 
     ``duplicate`` is true for a retry of an already-stored ``clientMessageId``: nothing
-    new was delivered. ``view`` is the message's wire view as its ``new_message`` event
-    carried it (None for a duplicate); it is shared with the event, so read it, never
-    change it. ``frame`` is that event's wire frame, whose data the WebSocket ack
-    reuses as encoded. ``message`` is built on first use: the WebSocket path needs
-    neither it nor ``view``.
+    new was delivered. ``frame`` is the message's ``new_message`` event as sent on the
+    wire (None for a duplicate), whose data the WebSocket ack reuses as encoded.
+    ``message`` is built on first use: the WebSocket path needs it only for a duplicate.
     """
 
-    __slots__ = ("_message", "_seq", "duplicate", "frame", "view")
+    __slots__ = ("_message", "_seq", "duplicate", "frame")
 
     def __init__(
         self,
         message: Message,
         duplicate: bool,
-        view: dict[str, Any] | None = None,
         seq: int | None = None,
         frame: bytes | None = None,
     ) -> None:
         self._message = message
         self._seq = seq
         self.duplicate = duplicate
-        self.view = view
         self.frame = frame
 
     @property
@@ -146,7 +142,7 @@ class MessageService:
                     return SendResult(original, duplicate=True)
             raise
         assert event is not None
-        return SendResult(draft, duplicate=False, view=event.data, seq=event.seq, frame=event.frame)
+        return SendResult(draft, duplicate=False, seq=event.seq, frame=event.frame)
 
     def _rate_limit(self, user_id: str) -> None:
         wait = self._limiter.hit(f"send:{user_id}")
