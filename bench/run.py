@@ -264,9 +264,8 @@ def fresh_pg_database(url: str) -> Iterator[str]:
     import psycopg
     from sqlalchemy.engine import make_url
 
-    admin = make_url(url).set(drivername="postgresql")
-    name = f"{admin.database or 'postgres'}_chatsphere_bench"
-    dsn = admin.render_as_string(hide_password=False)
+    name = f"{make_url(url).database or 'postgres'}_chatsphere_bench"
+    dsn = libpq_dsn(url)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
