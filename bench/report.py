@@ -411,7 +411,8 @@ def write_markdown(path: Path, meta: dict[str, Any], cases: list[Case], root: Pa
         "",
         "Load: `bench/loadgen.py` (picows clients, one process), real HS256 JWTs, "
         "rates stepped up (×2) until p99 delivery passes 50 ms or deliveries fall behind, "
-        "then bisected between the last passing and first failing rate. After the climb, "
+        "then bisected between the last passing and first failing rate until they are within "
+        "8 % of each other (full profile). After the climb, "
         "half the best sustained rate runs for a warm-up and then one measured step (10 s in "
         "the full profile): the latency there (repeated once if only its tail failed, as in "
         "the climb). Before "
