@@ -48,7 +48,8 @@ import warnings
 from array import array
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import httpx
 import jwt
@@ -117,7 +118,12 @@ class Recorder:
     left out, so a window only ever scores its own messages.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, slow_log: IO[str] | None = None, slow_ms: float = 0.0) -> None:
+        #: Where deliveries slower than ``slow_ms`` are written, one line each: the send
+        #: time and the latency, in ns of CLOCK_MONOTONIC (the server's clock too), so
+        #: that they can be set beside what the server logs of its own stalls.
+        self.slow_log = slow_log
+        self.slow_ns = int(slow_ms * 1e6) if slow_log is not None else 0
         self.disconnects = 0
         self.close_codes: Counter[str] = Counter()
         #: Heartbeat pings answered (WebSocket pings, and Engine.IO's for Socket.IO).
@@ -154,6 +160,9 @@ class Recorder:
             self.stale += 1
             return
         self.lat.append(now - ts)
+        if self.slow_ns and now - ts > self.slow_ns:
+            assert self.slow_log is not None
+            self.slow_log.write(f"{ts} {now - ts}\n")
         self.delivered += 1
         self.last_ns = now
 
@@ -418,6 +427,8 @@ class Config:
     out: str | None
     aux_command: str
     checkpoint_dsn: str
+    slow_log: str
+    slow_ms: float
     reconnect_level: int
     max_other_cpu: float
     disturbed_retries: int
@@ -518,7 +529,8 @@ class Generator:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.rec = Recorder()
+        slow_log = Path(cfg.slow_log).open("a") if cfg.slow_log else None  # noqa: SIM115
+        self.rec = Recorder(slow_log, cfg.slow_ms)
         self.conns: list[Conn] = []
         self.conn_cls: type[Conn] = SocketIOConn if cfg.protocol == "socketio" else Conn
         self.result: dict[str, Any] = {
@@ -1349,6 +1361,13 @@ def parse_args(argv: list[str] | None = None) -> Config:
         default="",
         help="a PostgreSQL server to CHECKPOINT wherever the machine's dirty pages are synced",
     )
+    p.add_argument(
+        "--slow-log",
+        default="",
+        help="append every delivery slower than --slow-ms to this file: its send time and "
+        "latency in ns of CLOCK_MONOTONIC, a line each (to set beside the server's own logs)",
+    )
+    p.add_argument("--slow-ms", type=float, default=5.0)
     a = p.parse_args(argv)
     levels = [int(x) for x in a.levels.split(",") if x.strip()]
     biggest = max([a.rooms * a.members, *levels]) if a.mode == "idle" else a.rooms * a.members
@@ -1398,6 +1417,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         out=a.out,
         aux_command=a.aux_command,
         checkpoint_dsn=a.checkpoint_dsn,
+        slow_log=a.slow_log,
+        slow_ms=a.slow_ms,
         reconnect_level=a.reconnect_level,
         max_other_cpu=a.max_other_cpu,
         disturbed_retries=a.disturbed_retries,
@@ -1411,7 +1432,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
 async def amain(cfg: Config) -> int:
     """Run and write the result; exit status 0 on success."""
     gen = Generator(cfg)
-    ok = await gen.run()
+    try:
+        ok = await gen.run()
+    finally:
+        if gen.rec.slow_log is not None:
+            gen.rec.slow_log.close()
     payload = orjson.dumps(gen.result, option=orjson.OPT_INDENT_2)
     if cfg.out:
         with open(cfg.out, "wb") as fh:
