@@ -159,10 +159,11 @@ class Recorder:
         if ts < self.start_ns:
             self.stale += 1
             return
-        self.lat.append(now - ts)
-        if self.slow_ns and now - ts > self.slow_ns:
+        latency = now - ts
+        self.lat.append(latency)
+        if self.slow_ns and latency > self.slow_ns:
             assert self.slow_log is not None
-            self.slow_log.write(f"{ts} {now - ts}\n")
+            self.slow_log.write(f"{ts} {latency}\n")
         self.delivered += 1
         self.last_ns = now
 
@@ -527,9 +528,8 @@ class ServerMeter:
 class Generator:
     """Owns the connections and runs one mode."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, slow_log: IO[str] | None = None) -> None:
         self.cfg = cfg
-        slow_log = Path(cfg.slow_log).open("a") if cfg.slow_log else None  # noqa: SIM115
         self.rec = Recorder(slow_log, cfg.slow_ms)
         self.conns: list[Conn] = []
         self.conn_cls: type[Conn] = SocketIOConn if cfg.protocol == "socketio" else Conn
@@ -1431,12 +1431,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
 
 async def amain(cfg: Config) -> int:
     """Run and write the result; exit status 0 on success."""
-    gen = Generator(cfg)
-    try:
+    with contextlib.ExitStack() as files:
+        slow_log = files.enter_context(Path(cfg.slow_log).open("a")) if cfg.slow_log else None
+        gen = Generator(cfg, slow_log)
         ok = await gen.run()
-    finally:
-        if gen.rec.slow_log is not None:
-            gen.rec.slow_log.close()
     payload = orjson.dumps(gen.result, option=orjson.OPT_INDENT_2)
     if cfg.out:
         with open(cfg.out, "wb") as fh:
