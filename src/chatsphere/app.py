@@ -31,6 +31,7 @@ from .services.messages import Limits, MessageService, SendResult
 from .services.presence import PresenceService
 from .services.publisher import EventListener, Publisher
 from .services.rooms import RoomService
+from .timings import TimingLog
 
 EventCallback = Callable[[str, str | None, dict[str, Any]], None]
 
@@ -65,7 +66,10 @@ class ChatSphereService:
         s = self.settings
         self.clock: Clock = clock or SystemClock()
         self.started_at = time.time()
-        self.store = SqlStore(s.database_url, write_batch_max=s.write_batch_max)
+        self.timings = TimingLog(s.timings_log) if s.timings_log else None
+        self.store = SqlStore(
+            s.database_url, write_batch_max=s.write_batch_max, timings=self.timings
+        )
         self.broker: Broker = broker or build_broker(s)
         self.presence_store: PresenceStore = presence_store or MemoryPresenceStore(self.clock)
         limiter: RateLimiter = rate_limiter or (
@@ -102,6 +106,8 @@ class ChatSphereService:
     async def start(self) -> None:
         await self.store.open()
         await self.broker.start()
+        if self.timings is not None:  # last: nothing above can fail and leave it open
+            await self.timings.start()
         self._started = True
 
     async def close(self) -> None:
@@ -112,6 +118,8 @@ class ChatSphereService:
         self.presence.close()
         await self.store.close()
         await self.broker.close()
+        if self.timings is not None:
+            await self.timings.close()
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     rate_limit_messages_per_second: float = Field(20.0, gt=0)
     rate_limit_burst: int = Field(60, ge=1)
     shutdown_grace: float = Field(10.0, ge=0)
+    #: A file to append the node's own timings to (group commits, checkpoints, garbage
+    #: collections, loop lags; see ``chatsphere.timings``). Off when unset.
+    timings_log: str | None = None
 
     moderation_enabled: bool = True
     auto_moderation: bool = True

@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 import tempfile
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +51,7 @@ from ...errors import ChatError, ErrorCode
 from ...ports.store import CommitListener, StoredEvent, WriteCommand
 from ...protocol.codec import room_event_frame
 from ...protocol.views import member_view, room_view
+from ...timings import TimingLog
 from . import schema as t
 from .apply import BatchApplier, KnownPlan, Outcome
 from .background import lower_thread_priority
@@ -145,6 +147,7 @@ class SqlStore:
         sqlite_synchronous: str = "FULL",
         checkpoint_interval: float = 1.0,
         wal_restart_frames: int = WAL_RESTART_FRAMES,
+        timings: TimingLog | None = None,
     ) -> None:
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
@@ -183,6 +186,8 @@ class SqlStore:
         # every POSIX lock the process holds on it, SQLite's included.
         self._db_fd: int | None = None
         self.wal_restarts = 0
+        # The node's timings log (TIMINGS_LOG), when it keeps one: see timings.py.
+        self._timings = timings
         # Checkpoints run in a thread of their own at a lower priority (background.py).
         self._checkpoint_executor: ThreadPoolExecutor | None = None
 
@@ -275,7 +280,11 @@ class SqlStore:
                 log.exception("WAL checkpoint failed")
             if self._search_index is not None:
                 try:
-                    await self._search_index.catch_up(SEARCH_CHUNKS_PER_ROUND)
+                    started = time.monotonic_ns()
+                    indexed = await self._search_index.catch_up(SEARCH_CHUNKS_PER_ROUND)
+                    if self._timings is not None:
+                        wall = time.monotonic_ns() - started
+                        self._timings.record("search", started, wall, None, f"indexed={indexed}")
                     consumed = self._search_index.change_seq
                     if consumed > self._pruned_changes:
                         prune = functools.partial(self._prune_search_changes, consumed)
@@ -308,6 +317,7 @@ class SqlStore:
         True when every frame was copied, so the next transaction starts the WAL over.
         """
         conn = self._writer_connection()
+        start, cpu = time.monotonic_ns(), time.thread_time_ns()
         try:
             raw = conn.connection.driver_connection
             assert raw is not None  # a connection checked out of the pool has one
@@ -315,7 +325,12 @@ class SqlStore:
         except BaseException:
             self._close_write_conn()  # as after a failed transaction: the next one reconnects
             raise
-        return bool(busy == 0 and log_frames == copied)
+        complete = bool(busy == 0 and log_frames == copied)
+        if self._timings is not None:
+            wall, cpu = time.monotonic_ns() - start, time.thread_time_ns() - cpu
+            detail = f"log={log_frames} copied={copied} complete={int(complete)}"
+            self._timings.record("wal_restart", start, wall, cpu, detail)
+        return complete
 
     def _checkpoint(self) -> int:
         """A PASSIVE checkpoint from a reader connection; returns the WAL's size in frames.
@@ -327,13 +342,22 @@ class SqlStore:
         written back here instead, each round, where no commit waits for them.
         """
         assert self._sync_reads is not None
+        timings = self._timings
+        if timings is not None:
+            start, cpu = time.monotonic_ns(), time.thread_time_ns()
         with self._sync_reads.connect() as conn:
             row = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+        if timings is not None:
+            synced = time.monotonic_ns()
         if self._db_fd is not None:
             try:
                 _fdatasync(self._db_fd)
             except OSError:  # the finishing checkpoint then syncs it, in the writer
                 log.warning("could not sync the database file", exc_info=True)
+        if timings is not None:
+            end = time.monotonic_ns()
+            detail = f"log={row[1]} copied={row[2]} sync_us={(end - synced) // 1000}"
+            timings.record("checkpoint", start, end - start, time.thread_time_ns() - cpu, detail)
         return int(row[1])
 
     def _migrate(self) -> None:
@@ -447,6 +471,16 @@ class SqlStore:
     async def commit(self, command: WriteCommand) -> RoomEvent | None:
         return await self._writer.submit(command)
 
+    def _apply_batch_timed(self, commands: list[WriteCommand]) -> list[Outcome]:
+        """:meth:`_apply_batch`, logged as a ``commit`` in the timings log."""
+        assert self._timings is not None
+        start, cpu = time.monotonic_ns(), time.thread_time_ns()
+        try:
+            return self._apply_batch(commands)
+        finally:
+            wall, cpu = time.monotonic_ns() - start, time.thread_time_ns() - cpu
+            self._timings.record("commit", start, wall, cpu, f"n={len(commands)}")
+
     def _apply_batch(self, commands: list[WriteCommand]) -> list[Outcome]:
         """Commit ``commands`` in the writer thread. On SQLite, posts to rooms whose
         counters this node knows are numbered from them; PostgreSQL has tried that from
@@ -514,16 +548,26 @@ class SqlStore:
         return plan.outcomes
 
     async def _run_batch(self, commands: list[WriteCommand]) -> list[Outcome]:
+        timings = self._timings
+        if timings is not None:
+            start = time.monotonic_ns()
         pipelined = self._pipelined
         outcomes = await self._commit_planned(pipelined, commands) if pipelined else None
         if outcomes is None:
-            outcomes = await self._in_writer(lambda: self._apply_batch(commands))
+            apply = self._apply_batch if timings is None else self._apply_batch_timed
+            outcomes = await self._in_writer(lambda: apply(commands))
+        if timings is not None:
+            committed_at = time.monotonic_ns()
         committed = [o for o in outcomes if isinstance(o, RoomEvent)]
         if committed:
             try:
                 self._listener(committed)
             except Exception:  # fan-out failure must not un-acknowledge a durable write
                 log.exception("commit listener failed")
+        if timings is not None:
+            end = time.monotonic_ns()
+            detail = f"n={len(commands)} fanout_us={(end - committed_at) // 1000}"
+            timings.record("batch", start, end - start, None, detail)
         return outcomes
 
     async def create_room(
