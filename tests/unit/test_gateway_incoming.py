@@ -74,3 +74,40 @@ async def test_a_finished_connection_drops_what_its_session_had_not_taken() -> N
     incoming.finish()
     assert [frame async for frame in incoming] == []
     assert switch.resumes == 0  # nothing to read from a closed socket
+
+
+async def test_while_the_session_waits_new_frames_are_started_at_once() -> None:
+    incoming, _ = make()
+    started: list[str | bytes] = []
+    handed: list[Any] = []
+    give_back = {"slow"}
+
+    def start(message: str | bytes) -> Any:
+        started.append(message)
+        return ("begun", message) if message in give_back else None
+
+    async def session() -> None:
+        async for item in incoming:
+            handed.append(item)
+            await asyncio.sleep(0.01)  # busy with it: what arrives now is queued
+
+    incoming.handle_directly(start)
+    task = asyncio.get_running_loop().create_task(session())
+    await asyncio.sleep(0)  # the session waits for its first frame
+    incoming.put("fast-1")
+    incoming.put("fast-2")
+    assert started == ["fast-1", "fast-2"] and handed == []  # the session was not woken
+    incoming.put("slow")  # given back: queued for the session, which wakes
+    incoming.put("while-busy")  # not started: it must wait for "slow"
+    await asyncio.sleep(0)
+    assert started == ["fast-1", "fast-2", "slow"]
+    await asyncio.sleep(0.05)
+    assert handed == [("begun", "slow"), "while-busy"]
+    incoming.put("fast-3")  # idle again: started at once
+    assert started[-1] == "fast-3" and handed[-1] == "while-busy"
+    incoming.handle_directly(None)
+    incoming.put("off")
+    await asyncio.sleep(0.05)
+    assert handed[-1] == "off" and started[-1] == "fast-3"
+    incoming.finish()
+    await asyncio.wait_for(task, 5)

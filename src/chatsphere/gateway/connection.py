@@ -59,9 +59,11 @@ class Connection:
     __slots__ = (
         "_floors",
         "_replaying",
+        "_settled",
         "channels",
         "connection_id",
         "max_buffer",
+        "pending_sends",
         "principal",
         "transport",
     )
@@ -80,6 +82,9 @@ class Connection:
         self.channels: set[str] = set()
         self._replaying: dict[str, list[Delivery]] | None = None
         self._floors: dict[str, int] | None = None  # channel -> last seq its replay sent
+        # Sends handed to the store without waiting and not yet answered (dispatch.py).
+        self.pending_sends = 0
+        self._settled: asyncio.Future[None] | None = None
 
     @property
     def user_id(self) -> str:
@@ -115,6 +120,25 @@ class Connection:
                 return False
             await asyncio.sleep(0.005)
         return self.transport.is_open()
+
+    def send_started(self) -> None:
+        """A send of this connection was handed to the store; its answer is to come."""
+        self.pending_sends += 1
+
+    def send_finished(self) -> None:
+        """A send's answer was written (or the send failed)."""
+        self.pending_sends -= 1
+        if self.pending_sends == 0 and self._settled is not None:
+            settled, self._settled = self._settled, None
+            if not settled.done():
+                settled.set_result(None)
+
+    async def sends_settled(self) -> None:
+        """Wait until every send handed to the store has been answered."""
+        while self.pending_sends:
+            if self._settled is None:
+                self._settled = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._settled)
 
     def deliver(self, delivery: Delivery) -> None:
         """A live delivery from the hub; held back while its channel is replaying."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from typing import Any
 
+from ..domain.events import RoomEvent
 from ..domain.messages import Message
 from ..errors import ChatError, ErrorCode
 from ..ports.bus import room_channel
@@ -18,7 +21,7 @@ from ..protocol.codec import (
     server_frame,
 )
 from ..protocol.views import member_view, message_view, presence_view, room_view
-from ..services.messages import MessageService
+from ..services.messages import MessageService, SendRequest
 from ..services.presence import PresenceService
 from ..services.rooms import RoomService
 from .connection import Connection
@@ -27,11 +30,36 @@ from .hub import Hub
 log = logging.getLogger(__name__)
 
 
-class Dispatcher:
-    """Runs one frame for one connection and writes its answer.
+#: Sends of one connection handed to the store without waiting, at most. Past this, its
+#: next frame waits until they have all committed, and the frames behind it queue (and
+#: the socket's reads pause), so one client cannot queue unbounded work.
+MAX_PENDING_SENDS = 64
 
-    Frames of a connection are handled one after another, so a client's sends
-    commit in the order it sent them.
+
+class Refusal:
+    """A frame refused while sends before it were still in flight: its error is written
+    by :meth:`Dispatcher.handle_frame` once they have been answered, so answers keep the
+    order of the frames."""
+
+    __slots__ = ("error", "frame_id")
+
+    def __init__(self, error: Exception, frame_id: str | int | None) -> None:
+        self.error = error
+        self.frame_id = frame_id
+
+
+#: What :meth:`Dispatcher.begin` leaves for the connection's session task.
+Started = f.Frame | Refusal
+
+
+class Dispatcher:
+    """Runs a connection's frames and writes their answers, in the order they came.
+
+    Most frames are awaited one after another (:meth:`handle_frame`). A send whose checks
+    the caches answer is handed to the store at once instead (:meth:`begin`) and
+    acknowledged when it commits, so a client's sends pipeline: the store commits them in
+    the order they were handed over, and their acks leave in that order. Any other frame
+    waits until the connection's sends in flight have committed, so it sees them.
     """
 
     def __init__(
@@ -47,10 +75,20 @@ class Dispatcher:
         self._messages = messages
         self._presence = presence
         self._max_rooms = max_rooms_per_connection
+        # Duplicate lookups after a refused send: kept referenced until they finish.
+        self._lookups: set[asyncio.Task[None]] = set()
         self.frames = 0
         self.errors = 0
 
-    async def handle(self, conn: Connection, raw: str | bytes) -> None:
+    def begin(self, conn: Connection, raw: str | bytes) -> Started | None:
+        """Decode a frame and start it without waiting; never raises.
+
+        Returns what the session task is to finish with :meth:`handle_frame` once the
+        connection's pending sends have been answered (:meth:`Connection.sends_settled`):
+        a frame to run, or a refusal to write behind those answers. None when it was
+        dealt with here: a send handed to the store, whose ack or error :meth:`_sent`
+        writes, or a frame refused while no send was in flight.
+        """
         self.frames += 1
         frame_id: str | int | None = None
         try:
@@ -58,36 +96,102 @@ class Dispatcher:
                 raise FrameError(ErrorCode.INVALID_FRAME, "binary frames are not supported")
             frame = decode_frame(raw)
             frame_id = frame.id
-            result = await self._run(conn, frame)
-        except FrameError as exc:
-            self.errors += 1
+            if type(frame) is not f.SendMessage or conn.pending_sends >= MAX_PENDING_SENDS:
+                return frame
+            draft = self._messages.draft_now(conn.user_id, _send_request(frame))
+            if draft is None:  # it needs a store read first
+                return frame
+            posted = self._messages.post_nowait(draft)
+        except Exception as exc:
+            if conn.pending_sends:
+                return Refusal(exc, frame_id)
+            self._refuse(conn, exc, frame_id)
+            return None
+        conn.send_started()
+        posted.add_done_callback(functools.partial(self._sent, conn, frame_id, draft))
+        return None
+
+    async def handle_frame(self, conn: Connection, started: Started) -> None:
+        """Finish what :meth:`begin` gave back, and write its answer."""
+        if isinstance(started, Refusal):
+            self._refuse(conn, started.error, started.frame_id)
+            return
+        try:
+            result = await self._run(conn, started)
+        except Exception as exc:
+            self._refuse(conn, exc, started.id)
+            return
+        if started.id is not None:
+            conn.write(ack_frame(started.id, result))
+
+    def _sent(
+        self,
+        conn: Connection,
+        frame_id: str | int | None,
+        draft: Message,
+        posted: asyncio.Future[RoomEvent | None],
+    ) -> None:
+        """A send from :meth:`begin` has committed or failed: answer it."""
+        refusal = None if posted.cancelled() else posted.exception()
+        if (
+            isinstance(refusal, ChatError)
+            and refusal.code is ErrorCode.CONFLICT
+            and draft.client_message_id is not None
+        ):
+            # Perhaps a retry of a stored send: finding the original takes a read.
+            lookup = asyncio.get_running_loop().create_task(
+                self._answer_duplicate(conn, frame_id, draft, refusal)
+            )
+            self._lookups.add(lookup)
+            lookup.add_done_callback(self._lookups.discard)
+            return
+        try:
+            if posted.cancelled():  # the loop is shutting down under it
+                return
+            if refusal is not None:
+                self._refuse(conn, refusal, frame_id)
+                return
+            event = posted.result()
+            assert event is not None  # a post always makes an event
+            if frame_id is not None:
+                # The event's own data, as encoded at commit: no second encoding.
+                conn.write(ack_frame(frame_id, event_data(event.frame)))
+            self._presence.message_sent(draft.room_id, draft.sender_id)
+        finally:
+            # Whatever happened, the frames behind it must not wait for it forever.
+            conn.send_finished()
+
+    async def _answer_duplicate(
+        self, conn: Connection, frame_id: str | int | None, draft: Message, refusal: ChatError
+    ) -> None:
+        try:
+            sent = await self._messages.stored_duplicate(draft, refusal)
+        except Exception as exc:
+            self._refuse(conn, exc, frame_id)
+        else:
+            if frame_id is not None:
+                conn.write(ack_frame(frame_id, {**message_view(sent.message), "duplicate": True}))
+            self._presence.message_sent(draft.room_id, draft.sender_id)
+        finally:
+            # Only now: the frames behind it wait for this answer to be written first.
+            conn.send_finished()
+
+    def _refuse(self, conn: Connection, exc: BaseException, frame_id: str | int | None) -> None:
+        """Write the error frame for a frame that failed with ``exc``."""
+        self.errors += 1
+        if isinstance(exc, FrameError):
             conn.write(error_frame(exc, exc.frame_id))
-            return
-        except ChatError as exc:
-            self.errors += 1
+        elif isinstance(exc, ChatError):
             conn.write(error_frame(exc, frame_id))
-            return
-        except Exception:
-            self.errors += 1
-            log.exception("frame failed for %s", conn.user_id)
+        else:
+            log.error("frame failed for %s", conn.user_id, exc_info=exc)
             conn.write(error_frame(ChatError(ErrorCode.INTERNAL_ERROR, "internal error"), frame_id))
-            return
-        if frame_id is not None:
-            conn.write(ack_frame(frame_id, result))
 
     async def _run(self, conn: Connection, frame: f.Frame) -> Any:
         user = conn.user_id
         match frame:
             case f.SendMessage():
-                sent = await self._messages.send_message(
-                    user,
-                    frame.roomId,
-                    frame.content,
-                    message_type=frame.messageType,
-                    client_message_id=frame.clientMessageId,
-                    reply_to=frame.replyTo,
-                    metadata=frame.metadata,
-                )
+                sent = await self._messages.send(user, _send_request(frame))
                 self._presence.message_sent(frame.roomId, user)
                 if sent.frame is not None:
                     # The event's own data, as encoded at commit: no second encoding.
@@ -214,6 +318,17 @@ class Dispatcher:
                 continue
             results[room_id] = await self._replay(conn, room_id, last_seq)
         return {"rooms": results}
+
+
+def _send_request(frame: f.SendMessage) -> SendRequest:
+    return SendRequest(
+        frame.roomId,
+        frame.content,
+        frame.messageType,
+        frame.clientMessageId,
+        frame.replyTo,
+        frame.metadata,
+    )
 
 
 def _view(message: Message) -> dict[str, Any]:

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 
 from ..ports.bus import user_channel
 from ..protocol.closecodes import CloseCode
 from ..protocol.codec import server_frame
 from ..services.presence import PresenceService
 from .connection import Connection
-from .dispatch import Dispatcher
+from .dispatch import Dispatcher, Started
 from .heartbeat import Heartbeat
 from .hub import Hub
 
 log = logging.getLogger(__name__)
+
+#: Starts one client message without waiting: :meth:`Dispatcher.begin` for a connection.
+FrameStarter = Callable[[str | bytes], Started | None]
 
 
 class Sessions:
@@ -41,14 +45,20 @@ class Sessions:
     async def run(
         self,
         conn: Connection,
-        incoming: AsyncIterable[str | bytes],
+        incoming: AsyncIterable[str | bytes | Started],
         heartbeat: Heartbeat | None = None,
     ) -> None:
-        """Serve ``conn`` until ``incoming`` ends (the peer closed) or raises."""
+        """Serve ``conn`` until ``incoming`` ends (the peer closed) or raises.
+
+        ``incoming`` yields the client's messages; one with a ``handle_directly`` method
+        (the picows listener's) is given :meth:`Dispatcher.begin` to call on each new
+        message while this task waits, and then yields only what ``begin`` gave back.
+        """
         task = asyncio.current_task()
         if task is not None:
             self._running.add(task)
         self._hub.register(conn)
+        direct: Callable[[FrameStarter | None], None] | None = None
         try:
             await self._hub.subscribe(conn, user_channel(conn.user_id))
             conn.write(
@@ -69,10 +79,27 @@ class Sessions:
                 log.exception("presence update on connect failed")
             if heartbeat is not None:
                 heartbeat.add(conn)
-            dispatch = self._dispatcher.handle
-            async for raw in incoming:
-                await dispatch(conn, raw)
+            begin, handle_frame = self._dispatcher.begin, self._dispatcher.handle_frame
+            direct = getattr(incoming, "handle_directly", None)
+            if direct is not None:
+                # While this task waits for frames, the listener starts each new one at
+                # once in its own callback: a send then costs no wake-up of this task.
+                direct(functools.partial(begin, conn))
+            async for item in incoming:
+                if isinstance(item, str | bytes):
+                    started = begin(conn, item)
+                    if started is None:
+                        continue
+                else:  # begun already, by the listener's call of begin
+                    started = item
+                if conn.pending_sends:
+                    await conn.sends_settled()
+                await handle_frame(conn, started)
+            if conn.pending_sends:  # as for a frame in flight: its commit ends first
+                await conn.sends_settled()
         finally:
+            if direct is not None:
+                direct(None)
             if heartbeat is not None:
                 heartbeat.remove(conn)
             await self._hub.unregister(conn)

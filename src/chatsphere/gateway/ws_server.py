@@ -52,9 +52,10 @@ from ..errors import ChatError
 from ..ids import new_id
 from ..protocol.closecodes import CloseCode
 from .connection import CLOSED, FULL, QUEUED, Connection
+from .dispatch import Started
 from .heartbeat import Heartbeat
 from .hub import Hub
-from .session import Sessions
+from .session import FrameStarter, Sessions
 
 log = logging.getLogger(__name__)
 
@@ -270,17 +271,32 @@ class IncomingFrames:
     so a client cannot queue unbounded work on the server.
     """
 
-    __slots__ = ("_done", "_paused", "_queue", "_raw", "_waiter")
+    __slots__ = ("_direct", "_done", "_paused", "_queue", "_raw", "_waiter")
 
     def __init__(self, raw: asyncio.Transport) -> None:
         self._raw = raw
-        self._queue: deque[str | bytes] = deque()
+        self._queue: deque[str | bytes | Started] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._direct: FrameStarter | None = None
         self._done = False
         self._paused = False
 
+    def handle_directly(self, start: FrameStarter | None) -> None:
+        """While the session waits with nothing queued, pass each new message to
+        ``start`` (:meth:`Dispatcher.begin`) at once instead of waking the session; what
+        it gives back is queued for the session. None turns this off."""
+        self._direct = start
+
     def put(self, message: str | bytes) -> None:
-        self._queue.append(message)
+        start = self._direct
+        if start is not None and self._waiter is not None and not self._queue:
+            # The session is idle, so nothing of this connection runs before this frame.
+            started = start(message)
+            if started is None:
+                return
+            self._queue.append(started)
+        else:
+            self._queue.append(message)
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -303,7 +319,7 @@ class IncomingFrames:
     def __aiter__(self) -> IncomingFrames:
         return self
 
-    async def __anext__(self) -> str | bytes:
+    async def __anext__(self) -> str | bytes | Started:
         queue = self._queue
         while not queue:
             if self._done:

@@ -10,6 +10,7 @@ Nothing is acknowledged to a client before that return.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -149,6 +150,11 @@ class Store(Protocol):
         Idempotent sends: a :class:`PostMessage` whose ``client_message_id`` was
         already stored for the same sender and room raises ``ChatError(conflict)``.
         """
+        ...
+
+    def commit_nowait(self, command: WriteCommand) -> asyncio.Future[RoomEvent | None]:
+        """:meth:`commit` without waiting: the future resolves as ``commit`` would return
+        or raise. Commands commit in the order they were handed over, either way."""
         ...
 
     async def create_room(

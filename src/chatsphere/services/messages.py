@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, replace
 from typing import Any
 
 from ..clock import Clock
-from ..domain.events import EventType
+from ..domain.events import EventType, RoomEvent
 from ..domain.messages import (
     Message,
     MessageEdit,
@@ -15,7 +16,8 @@ from ..domain.messages import (
     validate_content,
     validate_emoji,
 )
-from ..domain.rooms import Role, check_can_post
+from ..domain.rooms import Member, Role, Room, check_can_post
+from ..domain.values import hot_value
 from ..errors import ChatError, ErrorCode, message_not_found
 from ..ids import new_id
 from ..ports.ratelimit import RateLimiter
@@ -39,6 +41,18 @@ class Limits:
     max_text: int = 10_000
     history_max: int = 200
     resume_max_events: int = 10_000
+
+
+@hot_value
+class SendRequest:
+    """A message a user asks to send: :meth:`MessageService.send_message`'s arguments."""
+
+    room_id: str
+    content: dict[str, Any]
+    message_type: MessageType = MessageType.TEXT
+    client_message_id: str | None = None
+    reply_to: str | None = None
+    metadata: dict[str, Any] | None = None
 
 
 class SendResult:
@@ -107,42 +121,89 @@ class MessageService:
         A retry with a ``client_message_id`` this sender already used in this room
         returns the original message (``duplicate=True``) and delivers nothing.
         """
-        room, member = await self._access.joined(user_id, room_id)
-        check_can_post(room, member)
-        validate_content(message_type, content, self.limits.max_text, member)
-        if metadata and len(str(metadata)) > MAX_METADATA_BYTES:
-            raise ChatError(ErrorCode.MESSAGE_TOO_LARGE, "metadata is too large")
-        self._rate_limit(user_id)
+        request = SendRequest(room_id, content, message_type, client_message_id, reply_to, metadata)
+        return await self.send(user_id, request)
+
+    async def send(self, user_id: str, request: SendRequest) -> SendResult:
+        """:meth:`send_message` with its arguments in one value."""
+        room, member = await self._access.joined(user_id, request.room_id)
+        self._check_send(room, member, user_id, request)
+        reply_to = request.reply_to
         if reply_to is not None:
             if not room.settings.allow_threads:
                 raise ChatError(ErrorCode.FORBIDDEN, "threads are off in this room")
             parent = await self._store.get_message(reply_to)
-            if parent is None or parent.room_id != room_id:
+            if parent is None or parent.room_id != request.room_id:
                 raise message_not_found(reply_to)
-        draft = Message(
-            id=new_id(),
-            room_id=room_id,
-            sender_id=user_id,
-            type=message_type,
-            content=content,
-            created_at=self._clock.now(),
-            metadata=metadata or {},
-            reply_to=reply_to,
-            mentions=mentions_in(content),
-            client_message_id=client_message_id,
-        )
+        draft = self._draft(user_id, request)
         try:
             event = await self._store.commit(PostMessage(draft))
         except ChatError as exc:
-            # The store refuses a clientMessageId this sender already used in this room
-            # (checked inside the commit's transaction, so no extra round trip per send).
-            if exc.code is ErrorCode.CONFLICT and client_message_id is not None:
-                original = await self._store.find_by_client_id(room_id, user_id, client_message_id)
-                if original is not None:
-                    return SendResult(original, duplicate=True)
-            raise
-        assert event is not None
+            return await self.stored_duplicate(draft, exc)
+        return self.sent(draft, event)
+
+    def draft_now(self, user_id: str, request: SendRequest) -> Message | None:
+        """:meth:`send`'s checks and draft without waiting, for :meth:`post_nowait`.
+
+        None when they need a store read (the room or the membership is not cached, or
+        the message replies to another): then call :meth:`send`. Raises what
+        :meth:`send` would refuse the send with.
+        """
+        if request.reply_to is not None:
+            return None
+        found = self._access.joined_cached(user_id, request.room_id)
+        if found is None:
+            return None
+        room, member = found
+        self._check_send(room, member, user_id, request)
+        return self._draft(user_id, request)
+
+    def post_nowait(self, draft: Message) -> asyncio.Future[RoomEvent | None]:
+        """Hand a draft from :meth:`draft_now` to the store; see :meth:`sent` and
+        :meth:`stored_duplicate` for what its outcome means. Posts commit in the order
+        they were handed over."""
+        return self._store.commit_nowait(PostMessage(draft))
+
+    @staticmethod
+    def sent(draft: Message, event: RoomEvent | None) -> SendResult:
+        """The result of a send whose post committed as ``event``."""
+        assert event is not None  # a post always makes an event
         return SendResult(draft, duplicate=False, seq=event.seq, frame=event.frame)
+
+    async def stored_duplicate(self, draft: Message, refusal: ChatError) -> SendResult:
+        """The original message, if the store refused ``draft`` because its
+        ``client_message_id`` was stored already; otherwise ``refusal`` is raised."""
+        # The store refuses a clientMessageId this sender already used in this room
+        # (checked inside the commit's transaction, so no extra round trip per send).
+        if refusal.code is ErrorCode.CONFLICT and draft.client_message_id is not None:
+            original = await self._store.find_by_client_id(
+                draft.room_id, draft.sender_id, draft.client_message_id
+            )
+            if original is not None:
+                return SendResult(original, duplicate=True)
+        raise refusal
+
+    def _check_send(self, room: Room, member: Member, user_id: str, request: SendRequest) -> None:
+        check_can_post(room, member)
+        validate_content(request.message_type, request.content, self.limits.max_text, member)
+        metadata = request.metadata
+        if metadata and len(str(metadata)) > MAX_METADATA_BYTES:
+            raise ChatError(ErrorCode.MESSAGE_TOO_LARGE, "metadata is too large")
+        self._rate_limit(user_id)
+
+    def _draft(self, user_id: str, request: SendRequest) -> Message:
+        return Message(
+            id=new_id(),
+            room_id=request.room_id,
+            sender_id=user_id,
+            type=request.message_type,
+            content=request.content,
+            created_at=self._clock.now(),
+            metadata=request.metadata or {},
+            reply_to=request.reply_to,
+            mentions=mentions_in(request.content),
+            client_message_id=request.client_message_id,
+        )
 
     def _rate_limit(self, user_id: str) -> None:
         wait = self._limiter.hit(f"send:{user_id}")

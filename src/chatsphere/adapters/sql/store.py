@@ -471,6 +471,9 @@ class SqlStore:
     async def commit(self, command: WriteCommand) -> RoomEvent | None:
         return await self._writer.submit(command)
 
+    def commit_nowait(self, command: WriteCommand) -> asyncio.Future[RoomEvent | None]:
+        return self._writer.submit_nowait(command)
+
     def _apply_batch_timed(self, commands: list[WriteCommand]) -> list[Outcome]:
         """:meth:`_apply_batch`, logged as a ``commit`` in the timings log."""
         assert self._timings is not None

@@ -24,10 +24,11 @@ log = logging.getLogger(__name__)
 
 BatchRunner = Callable[[list[Item]], Awaitable[list[Result | Exception]]]
 
-#: Passes of the event loop the writer lets run before it takes a batch. A frame read
-#: in one pass reaches ``submit`` in the next (its session's task wakes, then sends):
-#: with one pass those commands missed the batch and started a small one of their own,
-#: and every commit has a fixed cost (on SQLite ~160 µs of the writer's CPU, mostly the
+#: Passes of the event loop the writer lets run before it takes a batch. Commands that
+#: a session task sends reach ``submit`` a pass after their frame was read (the task
+#: wakes, then sends; a send the listener starts at once arrives in the same pass): with
+#: one pass those commands missed the batch and started a small one of their own, and
+#: every commit has a fixed cost (on SQLite ~160 µs of the writer's CPU, mostly the
 #: WAL's sync). One pass more costs the idle case microseconds.
 GATHER_PASSES = 2
 
@@ -54,12 +55,19 @@ class GroupCommitWriter(Generic[Item, Result]):
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="group-commit")
 
     async def submit(self, item: Item) -> Result:
+        return await self.submit_nowait(item)
+
+    def submit_nowait(self, item: Item) -> asyncio.Future[Result]:
+        """Queue ``item``; the future resolves once its batch has committed (or failed).
+
+        Items commit in the order they were queued, whichever way they were submitted.
+        """
         if self._closing or self._task is None:
             raise WriterClosed("the store is closing")
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         self._wakeup.set()
-        return await future
+        return future
 
     @property
     def pending(self) -> int:
