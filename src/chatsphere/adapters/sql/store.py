@@ -69,6 +69,7 @@ from .codec import (
 from .pipelined import PipelinedCommitter
 from .replay import LOG_AFTER, log_after_params, stored_event
 from .search_index import SearchIndex
+from .writeback import write_back_gradually
 from .writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -351,6 +352,9 @@ class SqlStore:
             synced = time.monotonic_ns()
         if self._db_fd is not None:
             try:
+                # Piece by piece first: one burst of a second's pages held up the WAL's
+                # syncs of the commits landing meanwhile (writeback.py).
+                write_back_gradually(self._db_fd)
                 _fdatasync(self._db_fd)
             except OSError:  # the finishing checkpoint then syncs it, in the writer
                 log.warning("could not sync the database file", exc_info=True)
