@@ -52,7 +52,8 @@ class Sessions:
 
         ``incoming`` yields the client's messages; one with a ``handle_directly`` method
         (the picows listener's) is given :meth:`Dispatcher.begin` to call on each new
-        message while this task waits, and then yields only what ``begin`` gave back.
+        message while this task waits: it then yields what ``begin`` gave back, and the
+        messages that arrived while this task was busy, in their order.
         """
         task = asyncio.current_task()
         if task is not None:
