@@ -66,6 +66,12 @@ class TimingLog:
         self._entries.append((kind, start_ns, wall_ns, cpu_ns, detail))
         self.recorded += 1
 
+    def record_since(self, kind: str, start_ns: int, cpu_start_ns: int, detail: str = "") -> None:
+        """Log an event of the calling thread that began at ``start_ns``, when its CPU
+        clock (``time.thread_time_ns()``) read ``cpu_start_ns``; it ends now."""
+        wall = time.monotonic_ns() - start_ns
+        self.record(kind, start_ns, wall, time.thread_time_ns() - cpu_start_ns, detail)
+
     async def start(self) -> None:
         """Open the file, install the collector's callback, start the flush and lag tasks."""
         self.path.parent.mkdir(parents=True, exist_ok=True)

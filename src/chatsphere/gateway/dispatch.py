@@ -21,7 +21,7 @@ from ..protocol.codec import (
     server_frame,
 )
 from ..protocol.views import member_view, message_view, presence_view, room_view
-from ..services.messages import MessageService, SendRequest
+from ..services.messages import MessageService, SendRequest, SendResult
 from ..services.presence import PresenceService
 from ..services.rooms import RoomService
 from .connection import Connection
@@ -151,12 +151,10 @@ class Dispatcher:
             if refusal is not None:
                 self._refuse(conn, refusal, frame_id)
                 return
-            event = posted.result()
-            assert event is not None  # a post always makes an event
+            sent = self._messages.sent(draft, posted.result())
+            answer = self._sent_answer(draft.room_id, draft.sender_id, sent)
             if frame_id is not None:
-                # The event's own data, as encoded at commit: no second encoding.
-                conn.write(ack_frame(frame_id, event_data(event.frame)))
-            self._presence.message_sent(draft.room_id, draft.sender_id)
+                conn.write(ack_frame(frame_id, answer))
         finally:
             # Whatever happened, the frames behind it must not wait for it forever.
             conn.send_finished()
@@ -169,12 +167,21 @@ class Dispatcher:
         except Exception as exc:
             self._refuse(conn, exc, frame_id)
         else:
+            answer = self._sent_answer(draft.room_id, draft.sender_id, sent)
             if frame_id is not None:
-                conn.write(ack_frame(frame_id, {**message_view(sent.message), "duplicate": True}))
-            self._presence.message_sent(draft.room_id, draft.sender_id)
+                conn.write(ack_frame(frame_id, answer))
         finally:
             # Only now: the frames behind it wait for this answer to be written first.
             conn.send_finished()
+
+    def _sent_answer(self, room_id: str, sender_id: str, sent: SendResult) -> Any:
+        """A stored send's ack data, after telling presence the sender posted."""
+        self._presence.message_sent(room_id, sender_id)
+        if sent.frame is not None:
+            # The event's own data, as encoded at commit: no second encoding.
+            return event_data(sent.frame)
+        body = message_view(sent.message)
+        return {**body, "duplicate": True} if sent.duplicate else body
 
     def _refuse(self, conn: Connection, exc: BaseException, frame_id: str | int | None) -> None:
         """Write the error frame for a frame that failed with ``exc``."""
@@ -192,12 +199,7 @@ class Dispatcher:
         match frame:
             case f.SendMessage():
                 sent = await self._messages.send(user, _send_request(frame))
-                self._presence.message_sent(frame.roomId, user)
-                if sent.frame is not None:
-                    # The event's own data, as encoded at commit: no second encoding.
-                    return event_data(sent.frame)
-                body = message_view(sent.message)
-                return {**body, "duplicate": True} if sent.duplicate else body
+                return self._sent_answer(frame.roomId, user, sent)
             case f.JoinRoom():
                 return await self._join(conn, frame)
             case f.LeaveRoom():

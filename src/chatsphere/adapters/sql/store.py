@@ -318,7 +318,9 @@ class SqlStore:
         True when every frame was copied, so the next transaction starts the WAL over.
         """
         conn = self._writer_connection()
-        start, cpu = time.monotonic_ns(), time.thread_time_ns()
+        timings = self._timings
+        if timings is not None:
+            start, cpu = time.monotonic_ns(), time.thread_time_ns()
         try:
             raw = conn.connection.driver_connection
             assert raw is not None  # a connection checked out of the pool has one
@@ -327,10 +329,9 @@ class SqlStore:
             self._close_write_conn()  # as after a failed transaction: the next one reconnects
             raise
         complete = bool(busy == 0 and log_frames == copied)
-        if self._timings is not None:
-            wall, cpu = time.monotonic_ns() - start, time.thread_time_ns() - cpu
+        if timings is not None:
             detail = f"log={log_frames} copied={copied} complete={int(complete)}"
-            self._timings.record("wal_restart", start, wall, cpu, detail)
+            timings.record_since("wal_restart", start, cpu, detail)
         return complete
 
     def _checkpoint(self) -> int:
@@ -359,9 +360,10 @@ class SqlStore:
             except OSError:  # the finishing checkpoint then syncs it, in the writer
                 log.warning("could not sync the database file", exc_info=True)
         if timings is not None:
-            end = time.monotonic_ns()
-            detail = f"log={row[1]} copied={row[2]} sync_us={(end - synced) // 1000}"
-            timings.record("checkpoint", start, end - start, time.thread_time_ns() - cpu, detail)
+            detail = (
+                f"log={row[1]} copied={row[2]} sync_us={(time.monotonic_ns() - synced) // 1000}"
+            )
+            timings.record_since("checkpoint", start, cpu, detail)
         return int(row[1])
 
     def _migrate(self) -> None:
@@ -485,8 +487,7 @@ class SqlStore:
         try:
             return self._apply_batch(commands)
         finally:
-            wall, cpu = time.monotonic_ns() - start, time.thread_time_ns() - cpu
-            self._timings.record("commit", start, wall, cpu, f"n={len(commands)}")
+            self._timings.record_since("commit", start, cpu, f"n={len(commands)}")
 
     def _apply_batch(self, commands: list[WriteCommand]) -> list[Outcome]:
         """Commit ``commands`` in the writer thread. On SQLite, posts to rooms whose
