@@ -7,8 +7,10 @@ share group commits, and every other frame waits until they have committed.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
+from chatsphere.config import Settings
 from chatsphere.gateway.dispatch import MAX_PENDING_SENDS
 from chatsphere.server import Node
 from tests.conftest import RestFactory, token_for
@@ -88,6 +90,40 @@ async def test_refused_and_duplicate_sends_in_a_burst_are_answered_before_what_f
     assert got["dup"]["data"]["id"] == first["data"]["id"]
     assert got["ok1"]["data"]["seq"] < got["ok2"]["data"]["seq"]
     assert got["ok1"]["data"]["seq"] == first["data"]["seq"] + 1
+
+
+async def test_a_send_the_store_fails_is_refused_alone_and_can_be_retried(
+    settings: Settings, rest: RestFactory, raw: RawFactory
+) -> None:
+    """A store failure that is not a duplicate (here a trigger that errors, as a full disk
+    or a broken constraint would) refuses that send alone: it costs no seq, is not taken
+    for a retry of a stored send, and the same clientMessageId is accepted once it works."""
+    room_id, alice = await joined(rest, raw, "alice")
+    path = settings.database_url.split(":///", 1)[1]
+    with sqlite3.connect(path, timeout=10) as db:
+        db.execute(
+            "CREATE TRIGGER fail_poison BEFORE INSERT ON messages "
+            "WHEN NEW.content LIKE '%poison%' "
+            "BEGIN SELECT abs(-9223372036854775807 - 1); END"  # integer overflow
+        )
+    await alice.send_json(send(room_id, "ok1", "fine", clientMessageId="c-ok1"))
+    await alice.send_json(send(room_id, "bad", "poison", clientMessageId="c-bad"))
+    await alice.send_json(send(room_id, "ok2", "also fine", clientMessageId="c-ok2"))
+    await alice.send_json({"type": "ping", "id": "p"})
+    answered = answers(await alice.collect_until_ack("p"))
+    assert [a["id"] for a in answered] == ["ok1", "bad", "ok2", "p"]
+    assert [a["type"] for a in answered] == ["ack", "error", "ack", "ack"]
+    assert answered[1]["error"]["code"] == "internal_error"
+    assert answered[2]["data"]["seq"] == answered[0]["data"]["seq"] + 1
+    with sqlite3.connect(path, timeout=10) as db:
+        db.execute("DROP TRIGGER fail_poison")
+    retried = await alice.request(send(room_id, "", "poison", clientMessageId="c-bad"))
+    assert retried["type"] == "ack", retried
+    assert retried["data"].get("duplicate") is not True
+    assert retried["data"]["seq"] == answered[2]["data"]["seq"] + 1
+    history = await alice.request({"type": "get_history", "roomId": room_id})
+    texts = [m["content"]["text"] for m in history["data"]["messages"]]
+    assert texts[-3:] == ["fine", "also fine", "poison"]
 
 
 async def test_a_send_to_a_room_the_caller_left_is_refused_in_a_burst(
