@@ -112,5 +112,9 @@ def room_not_found(room_id: str) -> ChatError:
     return ChatError(ErrorCode.ROOM_NOT_FOUND, f"room {room_id!r} not found")
 
 
+def not_a_member(room_id: str) -> ChatError:
+    return ChatError(ErrorCode.NOT_A_MEMBER, f"not a member of room {room_id!r}")
+
+
 def message_not_found(message_id: str) -> ChatError:
     return ChatError(ErrorCode.MESSAGE_NOT_FOUND, f"message {message_id!r} not found")

@@ -88,7 +88,8 @@ async def test_a_busy_writer_still_gets_its_wal_started_over(tmp_path: Path) -> 
         f"sqlite+aiosqlite:///{path}", checkpoint_interval=0.02, wal_restart_frames=64
     ) as store:
         chat = Chat(store)
-        room = await chat.room()
+        senders_ids = [f"user{i}" for i in range(20)]
+        room = await chat.room(joined=senders_ids)
         stop = asyncio.Event()
         posted = 0
 
@@ -98,7 +99,7 @@ async def test_a_busy_writer_still_gets_its_wal_started_over(tmp_path: Path) -> 
                 await chat.post(room.id, name, "x" * 200)
                 posted += 1
 
-        senders = [asyncio.create_task(sender(f"user{i}")) for i in range(20)]
+        senders = [asyncio.create_task(sender(name)) for name in senders_ids]
         wal = Path(f"{path}-wal")
         largest = 0
         try:

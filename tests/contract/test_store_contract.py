@@ -1233,6 +1233,59 @@ async def test_removal_by_someone_else_is_marked_removed(chat: Chat) -> None:
     assert (event.data["reason"], event.data["removedBy"]) == ("removed", "alice")
 
 
+async def test_a_post_queued_behind_its_senders_removal_is_refused(chat: Chat) -> None:
+    # The service checked bob's send against its caches before they heard of the
+    # removal; the store is the last word, in the order the commands were queued.
+    room = await chat.room(joined=("alice", "bob"))
+    removal = chat.store.commit_nowait(RemoveMember(room.id, "bob", "alice", now()))
+    late = chat.store.commit_nowait(PostMessage(chat.draft(room.id, "bob", "too late")))
+    fine = chat.store.commit_nowait(PostMessage(chat.draft(room.id, "alice", "still here")))
+    removed, posted = await removal, await fine
+    with pytest.raises(ChatError) as refusal:
+        await late
+    assert refusal.value.code is ErrorCode.NOT_A_MEMBER
+    assert removed is not None and posted is not None
+    assert (removed.seq, posted.seq) == (2, 3)  # the refusal took no seq
+    assert await chat.seqs(room.id) == [1, 2, 3]
+
+
+async def test_posts_of_a_removed_member_are_refused_until_they_join_again(chat: Chat) -> None:
+    room = await chat.room(joined=("alice", "bob"))
+    await chat.post(room.id, "bob", "numbered from the counter this node knows")
+    await chat.post(room.id, "bob", "and again")
+    assert chat.store._applier.counters.known([room.id]) is not None
+    await chat.store.commit(RemoveMember(room.id, "bob", "alice", now()))
+    for attempt in range(2):  # the room's counter is known: not read again for this
+        await refused(
+            ErrorCode.NOT_A_MEMBER,
+            PostMessage(chat.draft(room.id, "bob", f"after the removal {attempt}")),
+            chat.store,
+        )
+    assert (await chat.post(room.id, "alice", "others post as before")).seq == 5
+    await chat.store.commit(AddMember(joining(room.id, "bob"), "bob"))
+    assert (await chat.post(room.id, "bob", "back again")).seq == 7
+    assert chat.store._applier.removed == {}
+
+
+async def test_a_removal_by_another_node_refuses_the_removed_members_posts_here(
+    database_url: str, chat: Chat
+) -> None:
+    room = await chat.room(joined=("alice", "bob"))
+    await chat.post(room.id, "bob", "this node knows the counter now")
+    other = SqlStore(database_url)
+    await other.open()
+    try:
+        assert await other.commit(RemoveMember(room.id, "bob", "alice", now())) is not None
+    finally:
+        await other.close()
+    await refused(
+        ErrorCode.NOT_A_MEMBER,
+        PostMessage(chat.draft(room.id, "bob", "checked against a stale cache")),
+        chat.store,
+    )
+    assert await chat.seqs(room.id) == [1, 2, 3]
+
+
 async def test_a_full_room_refuses_joins_without_burning_a_seq(chat: Chat) -> None:
     room = await chat.room(RoomType.GROUP_CHAT, joined=("alice", "bob"), max_participants=2)
     error = await refused(

@@ -7,6 +7,7 @@ share group commits, and every other frame waits until they have committed.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from typing import Any
 
@@ -139,6 +140,45 @@ async def test_a_send_to_a_room_the_caller_left_is_refused_in_a_burst(
     assert [a["id"] for a in got] == ["before", "leave", "after"]
     assert [a["type"] for a in got] == ["ack", "ack", "error"]
     assert got[2]["error"]["code"] == "not_a_member"
+
+
+async def test_no_message_of_a_member_removed_mid_stream_is_stored_after_the_removal(
+    rest: RestFactory, raw: RawFactory
+) -> None:
+    """Sends checked against the caches just before a removal reached them may be queued
+    behind it; the store refuses them, so the room never shows the removed member
+    speaking after the removal."""
+    room_id, alice = await joined(rest, raw, "alice")
+    bob = await raw("bob")
+    assert (await bob.request({"type": "join_room", "roomId": room_id}))["type"] == "ack"
+    removed = asyncio.Event()
+    sent = 0
+
+    async def stream() -> None:
+        nonlocal sent
+        while not removed.is_set():
+            for _ in range(16):
+                sent += 1
+                await bob.send_json(send(room_id, f"b{sent}", f"stream {sent}"))
+            await asyncio.sleep(0)
+
+    streaming = asyncio.create_task(stream())
+    await asyncio.sleep(0.2)
+    response = await rest("alice").delete(f"/rooms/{room_id}/members/bob")
+    assert response.status_code == 204, response.text
+    await asyncio.sleep(0.1)
+    removed.set()
+    await streaming
+    await bob.send_json({"type": "ping", "id": "p"})
+    bob_answers = answers(await bob.collect_until_ack("p", timeout=30))
+    refusals = [a for a in bob_answers if a["type"] == "error"]
+    assert refusals and {a["error"]["code"] for a in refusals} == {"not_a_member"}
+    left = await alice.until(lambda frame: frame.get("type") == "user_left")
+    removal_seq = left["seq"]
+    history = await alice.request(
+        {"type": "get_history", "roomId": room_id, "after": removal_seq, "limit": 100}
+    )
+    assert [m for m in history["data"]["messages"] if m["senderId"] == "bob"] == []
 
 
 async def test_sends_pipeline_on_the_asgi_endpoint_too(node: Node, rest: RestFactory) -> None:

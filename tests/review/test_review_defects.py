@@ -6,10 +6,11 @@ import asyncio
 from pathlib import Path
 
 import orjson
+import pytest
 
 from chatsphere.app import ChatSphereService
 from chatsphere.domain.rooms import Member
-from chatsphere.errors import ErrorCode
+from chatsphere.errors import ChatError, ErrorCode
 from chatsphere.server import Node
 from tests.conftest import make_settings, token_for
 from tests.integration.helpers import RawClient, ws_url
@@ -79,7 +80,10 @@ async def test_membership_read_racing_a_removal_is_not_cached(service: ChatSpher
     store.get_member = real_get_member  # type: ignore[method-assign]
     await service.remove_member("owner", room.id, "mallory")
     gate.set()
-    await send  # it was admitted before the removal: fine
+    # Checked before the removal committed, stored after it would be: the store refuses it.
+    with pytest.raises(ChatError) as racing:
+        await send
+    assert racing.value.code is ErrorCode.NOT_A_MEMBER
     try:
         await service.send_message("mallory", room.id, "after the kick")
     except Exception as exc:

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import IntEnum, StrEnum
 from typing import Any
 
-from ..errors import ChatError, ErrorCode
+from ..errors import ChatError, ErrorCode, not_a_member
 
 
 class RoomType(StrEnum):
@@ -138,7 +138,7 @@ def is_joined(member: Member | None) -> bool:
 def require_joined(member: Member | None, room_id: str) -> Member:
     """The caller's membership, or ``not_a_member``."""
     if member is None or member.state is not MembershipState.JOINED:
-        raise ChatError(ErrorCode.NOT_A_MEMBER, f"not a member of room {room_id!r}")
+        raise not_a_member(room_id)
     return member
 
 

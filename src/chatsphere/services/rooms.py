@@ -22,7 +22,7 @@ from ..domain.rooms import (
     require_joined,
     require_role,
 )
-from ..errors import ChatError, ErrorCode, room_not_found
+from ..errors import ChatError, ErrorCode, not_a_member, room_not_found
 from ..ids import new_id
 from ..ports.store import AddMember, ChangeRole, RemoveMember, Store, UpdateRoom
 from ..protocol.views import SETTINGS_WIRE_TO_FIELD
@@ -225,7 +225,7 @@ class RoomService:
         if actor is None:
             if room.settings.is_private:
                 raise room_not_found(room_id)
-            raise ChatError(ErrorCode.NOT_A_MEMBER, f"not a member of room {room_id!r}")
+            raise not_a_member(room_id)
         if target == user_id:
             if actor.role is Role.OWNER and room.type is not RoomType.DIRECT_MESSAGE:
                 owners = [

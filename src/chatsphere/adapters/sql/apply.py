@@ -36,7 +36,7 @@ from ...clock import isoformat
 from ...domain.events import EventType, RoomEvent
 from ...domain.messages import MessageStatus
 from ...domain.rooms import MembershipState
-from ...errors import ChatError, ErrorCode, message_not_found, room_not_found
+from ...errors import ChatError, ErrorCode, message_not_found, not_a_member, room_not_found
 from ...ports.store import (
     AddMember,
     AddReaction,
@@ -127,6 +127,15 @@ def _mention_rows(
     ]
 
 
+#: Removals a node remembers (:attr:`BatchApplier.removed`); past that the oldest is
+#: forgotten, long after any send checked before it was stored or refused.
+REMEMBERED_REMOVALS = 10_000
+
+
+def _poster(command: PostMessage) -> tuple[str, str]:
+    return command.message.room_id, command.message.sender_id
+
+
 def _client_key(command: PostMessage) -> tuple[str, str, str]:
     message = command.message
     return (message.room_id, message.sender_id, message.client_message_id or "")
@@ -152,6 +161,11 @@ class BatchApplier:
         #: The counters this node committed last (one batch at a time: see counters.py);
         #: the store tells it when a batch committed or failed.
         self.counters = RoomCounters()
+        #: (room, user) pairs this node removed from rooms, oldest first. A send checked
+        #: against the caches just before a removal reached them can be queued behind
+        #: the removal; these pairs' posts take the long path, which reads membership.
+        #: A pair leaves when that read finds it joined again.
+        self.removed: dict[tuple[str, str], None] = {}
 
     def apply(self, conn: Connection, commands: list[WriteCommand]) -> list[Outcome]:
         """Apply ``commands`` in the open transaction of ``conn``; one outcome each.
@@ -172,21 +186,27 @@ class BatchApplier:
             for c in commands
             if isinstance(c, PostMessage) and c.message.client_message_id
         }
+        posters = {_poster(c) for c in commands if isinstance(c, PostMessage)}
         with self._sql.pipeline(raw) if posts_only else nullcontext():
             cursor = raw.cursor()  # type: ignore[union-attr]
             try:
-                counters, taken = self._sql.batch_state(
-                    raw, rooms, sorted(wanted), lock=self._lock_rows
+                read = self._sql.batch_state(
+                    raw, rooms, sorted(wanted), sorted(posters), lock=self._lock_rows
                 )
+                if self.removed:
+                    for pair in read.joined:  # joined again since
+                        self.removed.pop(pair, None)
                 states = {
                     room_id: _RoomState(
                         last_seq,
                         member_count,
                         orjson.loads(settings).get("max_participants", 10_000),
                     )
-                    for room_id, last_seq, member_count, settings in counters
+                    for room_id, last_seq, member_count, settings in read.counters
                 }
-                outcomes = self._apply(conn, cursor, commands, states, taken, None)
+                outcomes = self._apply(
+                    conn, cursor, commands, states, read.taken, None, set(read.joined)
+                )
                 if posts_only:
                     self._sql.commit_in_pipeline(cursor)
             finally:
@@ -205,6 +225,9 @@ class BatchApplier:
         """
         if not all(isinstance(c, PostMessage) for c in commands):
             return None
+        removed = self.removed
+        if removed and any(_poster(c) in removed for c in commands if isinstance(c, PostMessage)):
+            return None
         rooms = sorted({_room_of(c) for c in commands})
         known = self.counters.known(rooms)
         if known is None:
@@ -213,7 +236,7 @@ class BatchApplier:
         log = StatementLog()
         # A client id stored by an earlier batch is refused by its unique key, which
         # voids the transaction; the long path then reports it.
-        outcomes = self._apply(None, log, commands, states, set(), known)
+        outcomes = self._apply(None, log, commands, states, set(), known, None)
         return KnownPlan(outcomes, log.statements, rooms)
 
     @staticmethod
@@ -245,10 +268,12 @@ class BatchApplier:
         states: dict[str, _RoomState],
         taken: set[tuple[str, str, str]],
         known: dict[str, int] | None,
+        joined: set[tuple[str, str]] | None,
     ) -> list[Outcome]:
         """Number ``commands`` against ``states`` and write them through ``cursor``;
         ``taken`` holds the client ids stored already, ``known`` the counters a planned
-        batch numbers from (its writes are then guarded)."""
+        batch numbers from (its writes are then guarded), ``joined`` the (room, poster)
+        pairs that are members (kept up to date through the batch; None: not checked)."""
         pending = _Pending()
         outcomes: list[Outcome] = []
         for command in commands:
@@ -256,19 +281,46 @@ class BatchApplier:
             if state is None:
                 outcomes.append(room_not_found(_room_of(command)))
                 continue
-            if isinstance(command, PostMessage) and command.message.client_message_id:
-                key = _client_key(command)
-                if key in taken:
-                    outcomes.append(_duplicate())
+            if isinstance(command, PostMessage):
+                if joined is not None and _poster(command) not in joined:
+                    outcomes.append(not_a_member(command.message.room_id))
                     continue
-                taken.add(key)  # a second copy later in this same batch is a duplicate too
+                if command.message.client_message_id:
+                    key = _client_key(command)
+                    if key in taken:
+                        outcomes.append(_duplicate())
+                        continue
+                    taken.add(key)  # a second copy later in this same batch is one too
             try:
                 outcomes.append(self._apply_one(conn, command, state, pending))
             except ChatError as exc:
                 outcomes.append(exc)
+                continue
+            if isinstance(command, RemoveMember):
+                self._note_removed(command.room_id, command.user_id, joined)
+            elif (
+                isinstance(command, AddMember)
+                and joined is not None
+                and command.member.state is MembershipState.JOINED
+            ):
+                joined.add((command.member.room_id, command.member.user_id))
         self._flush(cursor, pending, states, known)
         self.counters.stage({room_id: state.last_seq for room_id, state in states.items()})
         return outcomes
+
+    def _note_removed(
+        self, room_id: str, user_id: str, joined: set[tuple[str, str]] | None
+    ) -> None:
+        """``user_id`` left ``room_id`` in this batch: their later posts are refused here,
+        and in later batches read their membership first."""
+        pair = (room_id, user_id)
+        if joined is not None:
+            joined.discard(pair)
+        removed = self.removed
+        removed.pop(pair, None)
+        removed[pair] = None
+        if len(removed) > REMEMBERED_REMOVALS:
+            del removed[next(iter(removed))]
 
     def _flush(
         self,

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import orjson
 from sqlalchemy import Table
 
+from ...domain.rooms import MembershipState
 from . import schema as t
 
 
@@ -51,6 +52,18 @@ class PipelineExitNoise(logging.Filter):
 
 
 logging.getLogger("psycopg").addFilter(PipelineExitNoise())
+
+
+@dataclass(frozen=True, slots=True)
+class BatchState:
+    """What a batch on the long path reads first (:meth:`BulkStatements.batch_state`)."""
+
+    #: (room id, last_seq, member_count, settings JSON) per room, in id order.
+    counters: list[tuple[Any, ...]]
+    #: The batch's (room, sender, client id) triples stored already.
+    taken: set[tuple[str, str, str]]
+    #: The batch's (room, poster) pairs that are joined members.
+    joined: set[tuple[str, str]]
 
 
 class Cursor(Protocol):
@@ -235,21 +248,25 @@ class BulkStatements:
         connection: Any,
         room_ids: Sequence[str],
         client_keys: Sequence[tuple[str, str, str]],
+        posters: Sequence[tuple[str, str]],
         lock: bool,
-    ) -> tuple[list[tuple[str, int, int, str]], set[tuple[str, str, str]]]:
-        """The rooms' counters and which of the batch's client ids are stored, in one trip.
+    ) -> BatchState:
+        """The rooms' counters, which of the batch's client ids are stored, and which of
+        its posters are joined members, in one trip.
 
         Rooms come as (id, last_seq, member_count, settings JSON) in id order; with
         ``lock`` they are locked (``FOR UPDATE``) in that order, so two nodes committing
         to overlapping rooms queue up instead of deadlocking. ``client_keys`` are
         (room, sender, client id) triples; those already stored come back, found
-        through the unique key that guards them (no index of its own).
+        through the unique key that guards them (no index of its own). ``posters`` are
+        (room, user) pairs; the ones joined come back. The membership read follows the
+        lock, so it sees a removal another node committed to a locked room.
         """
-        rooms, stored = connection.cursor(), connection.cursor()
+        rooms, stored, joined = connection.cursor(), connection.cursor(), connection.cursor()
         try:
             where, params = self._any_of("id", room_ids)
             sql = f"SELECT id, last_seq, member_count, settings FROM rooms WHERE {where}"
-            # On PostgreSQL both are planned afresh each time (never prepared): a plan
+            # On PostgreSQL these are planned afresh each time (never prepared): a plan
             # made while the tables were small would scan them once they are not.
             unprepared = {"prepare": False} if self._postgres else {}
             rooms.execute(
@@ -257,13 +274,36 @@ class BulkStatements:
             )
             if client_keys:
                 stored.execute(*self._stored_keys(client_keys), **unprepared)
-            # Both queries are sent before either is read: one round trip in a pipeline.
+            if posters:
+                joined.execute(*self._joined_pairs(posters), **unprepared)
+            # All are sent before any is read: one round trip in a pipeline.
             counters = [tuple(row) for row in rooms.fetchall()]
             taken = {(r, s, c) for r, s, c in stored.fetchall()} if client_keys else set()
+            members = {(r, u) for r, u in joined.fetchall()} if posters else set()
         finally:
             rooms.close()
             stored.close()
-        return counters, taken
+            joined.close()
+        return BatchState(counters, taken, members)
+
+    def _joined_pairs(self, pairs: Sequence[tuple[str, str]]) -> tuple[str, Sequence[Any]]:
+        """The lookup of which (room, user) pairs are joined members: a seek each in the
+        memberships primary key."""
+        joined = f"m.state = '{MembershipState.JOINED.value}'"
+        if self._postgres:
+            rooms, users = (list(column) for column in zip(*pairs, strict=True))
+            sql = (
+                "SELECT m.room_id, m.user_id FROM unnest(%s::varchar[], %s::varchar[]) "
+                "AS k(r, u) JOIN memberships AS m ON m.room_id = k.r AND m.user_id = k.u "
+                f"WHERE {joined}"
+            )
+            return sql, [rooms, users]
+        values = ", ".join(["(?, ?)"] * len(pairs))
+        sql = (
+            f"SELECT m.room_id, m.user_id FROM (VALUES {values}) AS k JOIN memberships AS m "
+            f"ON m.room_id = k.column1 AND m.user_id = k.column2 WHERE {joined}"
+        )
+        return sql, [v for pair in pairs for v in pair]
 
     def insert_messages(self, cursor: Cursor, rows: Sequence[Mapping[str, Any]]) -> None:
         self._insert_messages.run(cursor, rows)

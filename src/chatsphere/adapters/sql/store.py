@@ -47,7 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from ...domain.events import EventType, RoomEvent
 from ...domain.messages import Message, MessageEdit, MessageStatus, Reaction
 from ...domain.rooms import Member, MembershipState, Room, RoomSummary
-from ...errors import ChatError, ErrorCode
+from ...errors import ChatError, ErrorCode, not_a_member
 from ...ports.store import CommitListener, StoredEvent, WriteCommand
 from ...protocol.codec import room_event_frame
 from ...protocol.views import member_view, room_view
@@ -648,7 +648,7 @@ class SqlStore:
 
         stored = await self._in_writer(work)
         if stored is None:
-            raise ChatError(ErrorCode.NOT_A_MEMBER, f"not a member of room {room_id!r}")
+            raise not_a_member(room_id)
         return int(stored)
 
     # -- reads -----------------------------------------------------------------
