@@ -1249,6 +1249,27 @@ async def test_a_post_queued_behind_its_senders_removal_is_refused(chat: Chat) -
     assert await chat.seqs(room.id) == [1, 2, 3]
 
 
+async def test_an_edit_or_reaction_queued_behind_its_authors_removal_is_refused(
+    chat: Chat,
+) -> None:
+    room = await chat.room(joined=("alice", "bob"))
+    said = await chat.post(room.id, "bob", "before the removal")
+    removal = chat.store.commit_nowait(RemoveMember(room.id, "bob", "alice", now()))
+    edit = chat.store.commit_nowait(
+        EditMessage(room.id, said.id, "bob", {"text": "rewritten after"}, (), now())
+    )
+    reaction = chat.store.commit_nowait(AddReaction(room.id, said.id, "bob", "🔥", now()))
+    assert await removal is not None
+    for late in (edit, reaction):
+        with pytest.raises(ChatError) as refusal:
+            await late
+        assert refusal.value.code is ErrorCode.NOT_A_MEMBER
+    stored = await chat.store.get_message(said.id)
+    assert stored is not None
+    assert (stored.content, stored.reactions) == ({"text": "before the removal"}, ())
+    assert await chat.seqs(room.id) == [1, 2, 3]
+
+
 async def test_posts_of_a_removed_member_are_refused_until_they_join_again(chat: Chat) -> None:
     room = await chat.room(joined=("alice", "bob"))
     await chat.post(room.id, "bob", "numbered from the counter this node knows")

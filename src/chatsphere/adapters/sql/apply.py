@@ -136,6 +136,19 @@ def _poster(command: PostMessage) -> tuple[str, str]:
     return command.message.room_id, command.message.sender_id
 
 
+def _speaker(command: WriteCommand) -> tuple[str, str] | None:
+    """(room, user) of a command that adds a member's words to a room (a post, an edit, a
+    reaction): the user must still be a joined member when it commits."""
+    match command:
+        case PostMessage():
+            return _poster(command)
+        case EditMessage():
+            return command.room_id, command.editor_id
+        case AddReaction():
+            return command.room_id, command.user_id
+    return None
+
+
 def _client_key(command: PostMessage) -> tuple[str, str, str]:
     message = command.message
     return (message.room_id, message.sender_id, message.client_message_id or "")
@@ -163,8 +176,9 @@ class BatchApplier:
         self.counters = RoomCounters()
         #: (room, user) pairs this node removed from rooms, oldest first. A send checked
         #: against the caches just before a removal reached them can be queued behind
-        #: the removal; these pairs' posts take the long path, which reads membership.
-        #: A pair leaves when that read finds it joined again.
+        #: the removal; these pairs' posts take the long path, which reads membership
+        #: (as every edit and reaction does). A pair leaves when that read finds it
+        #: joined again.
         self.removed: dict[tuple[str, str], None] = {}
 
     def apply(self, conn: Connection, commands: list[WriteCommand]) -> list[Outcome]:
@@ -186,12 +200,12 @@ class BatchApplier:
             for c in commands
             if isinstance(c, PostMessage) and c.message.client_message_id
         }
-        posters = {_poster(c) for c in commands if isinstance(c, PostMessage)}
+        speakers = {pair for c in commands if (pair := _speaker(c)) is not None}
         with self._sql.pipeline(raw) if posts_only else nullcontext():
             cursor = raw.cursor()  # type: ignore[union-attr]
             try:
                 read = self._sql.batch_state(
-                    raw, rooms, sorted(wanted), sorted(posters), lock=self._lock_rows
+                    raw, rooms, sorted(wanted), sorted(speakers), lock=self._lock_rows
                 )
                 if self.removed:
                     for pair in read.joined:  # joined again since
@@ -272,8 +286,9 @@ class BatchApplier:
     ) -> list[Outcome]:
         """Number ``commands`` against ``states`` and write them through ``cursor``;
         ``taken`` holds the client ids stored already, ``known`` the counters a planned
-        batch numbers from (its writes are then guarded), ``joined`` the (room, poster)
-        pairs that are members (kept up to date through the batch; None: not checked)."""
+        batch numbers from (its writes are then guarded), ``joined`` the (room, user) pairs
+        of the batch's speakers (:func:`_speaker`) that are members, kept up to date through
+        the batch (None: not checked)."""
         pending = _Pending()
         outcomes: list[Outcome] = []
         for command in commands:
@@ -281,16 +296,15 @@ class BatchApplier:
             if state is None:
                 outcomes.append(room_not_found(_room_of(command)))
                 continue
-            if isinstance(command, PostMessage):
-                if joined is not None and _poster(command) not in joined:
-                    outcomes.append(not_a_member(command.message.room_id))
+            if joined is not None and (speaker := _speaker(command)) and speaker not in joined:
+                outcomes.append(not_a_member(speaker[0]))
+                continue
+            if isinstance(command, PostMessage) and command.message.client_message_id:
+                key = _client_key(command)
+                if key in taken:
+                    outcomes.append(_duplicate())
                     continue
-                if command.message.client_message_id:
-                    key = _client_key(command)
-                    if key in taken:
-                        outcomes.append(_duplicate())
-                        continue
-                    taken.add(key)  # a second copy later in this same batch is one too
+                taken.add(key)  # a second copy later in this same batch is one too
             try:
                 outcomes.append(self._apply_one(conn, command, state, pending))
             except ChatError as exc:

@@ -62,7 +62,7 @@ class BatchState:
     counters: list[tuple[Any, ...]]
     #: The batch's (room, sender, client id) triples stored already.
     taken: set[tuple[str, str, str]]
-    #: The batch's (room, poster) pairs that are joined members.
+    #: The batch's (room, speaker) pairs that are joined members.
     joined: set[tuple[str, str]]
 
 
@@ -248,17 +248,17 @@ class BulkStatements:
         connection: Any,
         room_ids: Sequence[str],
         client_keys: Sequence[tuple[str, str, str]],
-        posters: Sequence[tuple[str, str]],
+        speakers: Sequence[tuple[str, str]],
         lock: bool,
     ) -> BatchState:
         """The rooms' counters, which of the batch's client ids are stored, and which of
-        its posters are joined members, in one trip.
+        its speakers (posters, editors, reactors) are joined members, in one trip.
 
         Rooms come as (id, last_seq, member_count, settings JSON) in id order; with
         ``lock`` they are locked (``FOR UPDATE``) in that order, so two nodes committing
         to overlapping rooms queue up instead of deadlocking. ``client_keys`` are
         (room, sender, client id) triples; those already stored come back, found
-        through the unique key that guards them (no index of its own). ``posters`` are
+        through the unique key that guards them (no index of its own). ``speakers`` are
         (room, user) pairs; the ones joined come back. The membership read follows the
         lock, so it sees a removal another node committed to a locked room.
         """
@@ -274,12 +274,12 @@ class BulkStatements:
             )
             if client_keys:
                 stored.execute(*self._stored_keys(client_keys), **unprepared)
-            if posters:
-                joined.execute(*self._joined_pairs(posters), **unprepared)
+            if speakers:
+                joined.execute(*self._joined_pairs(speakers), **unprepared)
             # All are sent before any is read: one round trip in a pipeline.
             counters = [tuple(row) for row in rooms.fetchall()]
             taken = {(r, s, c) for r, s, c in stored.fetchall()} if client_keys else set()
-            members = {(r, u) for r, u in joined.fetchall()} if posters else set()
+            members = {(r, u) for r, u in joined.fetchall()} if speakers else set()
         finally:
             rooms.close()
             stored.close()
