@@ -181,6 +181,22 @@ async def test_no_message_of_a_member_removed_mid_stream_is_stored_after_the_rem
     assert [m for m in history["data"]["messages"] if m["senderId"] == "bob"] == []
 
 
+async def test_a_send_the_store_no_longer_takes_is_refused_and_the_connection_carries_on(
+    node: Node, rest: RestFactory, raw: RawFactory
+) -> None:
+    room_id, alice = await joined(rest, raw, "alice")
+    assert (await alice.request(send(room_id, "", "before")))["type"] == "ack"
+    # As during a shutdown, once the store has stopped taking work.
+    await node.service.store._writer.close()
+    await alice.send_json(send(room_id, "late", "after"))
+    await alice.send_json({"type": "ping", "id": "p"})
+    got = answers(await alice.collect_until_ack("p"))
+    assert [a["id"] for a in got] == ["late", "p"]
+    assert got[0]["type"] == "error", got[0]
+    assert got[0]["error"]["code"] == "service_unavailable"
+    assert got[1]["type"] == "ack"
+
+
 async def test_sends_pipeline_on_the_asgi_endpoint_too(node: Node, rest: RestFactory) -> None:
     room = await create_room(rest("alice"), "public_room", "asgi")
     client = await RawClient.open(
