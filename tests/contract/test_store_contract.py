@@ -18,6 +18,8 @@ import orjson
 import pytest
 from alembic import command
 from psycopg.pq import TransactionStatus
+from sqlalchemy import text as sql_text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from chatsphere.adapters.sql.bulk import BulkStatements
 from chatsphere.adapters.sql.pipelined import PipelinedCommitter
@@ -334,7 +336,9 @@ async def test_a_node_that_wrote_a_room_last_numbers_posts_without_reading_its_c
         await chat.store._in_writer(lambda: trace(None))
     assert any("SELECT id, last_seq" in sql for sql in first), first
     assert not any("last_seq, member_count" in sql for sql in second), second
-    assert any("CASE WHEN last_seq = 2 THEN 3 END" in sql for sql in second), second
+    assert any("CASE WHEN last_seq = 2 AND" in sql and "THEN 3 END" in sql for sql in second), (
+        second
+    )
     assert refused.value.code is ErrorCode.CONFLICT
     assert not any("last_seq, member_count" in sql for sql in third), third
     assert (posted.seq, after.seq) == (3, 4)
@@ -1285,7 +1289,6 @@ async def test_posts_of_a_removed_member_are_refused_until_they_join_again(chat:
     assert (await chat.post(room.id, "alice", "others post as before")).seq == 5
     await chat.store.commit(AddMember(joining(room.id, "bob"), "bob"))
     assert (await chat.post(room.id, "bob", "back again")).seq == 7
-    assert chat.store._applier.removed == {}
 
 
 async def test_a_removal_by_another_node_refuses_the_removed_members_posts_here(
@@ -1305,6 +1308,98 @@ async def test_a_removal_by_another_node_refuses_the_removed_members_posts_here(
         chat.store,
     )
     assert await chat.seqs(room.id) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("reread", ["reaction", "batch with a new room", "hold-off over"])
+async def test_another_nodes_removal_stays_final_after_this_node_reads_the_counter_again(
+    database_url: str, chat: Chat, reread: str
+) -> None:
+    # Once this node has read the room's counter again (a batch the long way), it numbers
+    # posts from a counter that includes the removal: only the memberships can tell.
+    room = await chat.room(joined=("alice", "bob"))
+    said = await chat.post(room.id, "alice", "this node knows the counter now")
+    other = SqlStore(database_url)
+    await other.open()
+    try:
+        assert await other.commit(RemoveMember(room.id, "bob", "alice", now())) is not None
+    finally:
+        await other.close()
+    if reread == "reaction":
+        await chat.store.commit(AddReaction(room.id, said.id, "alice", "🔥", now()))
+    elif reread == "batch with a new room":
+        fresh = await chat.room(joined=("carol",))
+        here = chat.store.commit_nowait(PostMessage(chat.draft(room.id, "alice", "here")))
+        there = chat.store.commit_nowait(PostMessage(chat.draft(fresh.id, "carol", "there")))
+        await here, await there
+    else:
+        chat.store._applier.counters.holdoff = 0.0  # the guard's hold-off has run out
+        await chat.post(room.id, "alice", "numbered after the other node's event")
+    assert chat.store._applier.counters.known([room.id]) is not None
+    for attempt in range(2):
+        await refused(
+            ErrorCode.NOT_A_MEMBER,
+            PostMessage(chat.draft(room.id, "bob", f"checked against a stale cache {attempt}")),
+            chat.store,
+        )
+    frames = [orjson.loads(e.frame) for e in await chat.store.events_after(room.id, 0, 100)]
+    assert [f["data"].get("senderId") for f in frames].count("bob") == 0
+
+
+async def test_joins_and_posts_in_one_batch_are_all_stored(chat: Chat) -> None:
+    room = await chat.room(joined=("alice", "bob"), invited=("carol",))
+    await chat.post(room.id, "bob", "this node knows the counter now")
+    at = now()
+    commands: list[WriteCommand] = [
+        AddMember(joining(room.id, "dave"), "dave"),
+        PostMessage(chat.draft(room.id, "dave", "just joined")),
+        AddMember(replace(joining(room.id, "carol"), invited_by="alice"), "carol"),
+        PostMessage(chat.draft(room.id, "carol", "invited, then joined")),
+        RemoveMember(room.id, "bob", "bob", at),
+        AddMember(joining(room.id, "bob"), "bob"),
+        PostMessage(chat.draft(room.id, "bob", "left and came back")),
+    ]
+    pending = [chat.store.commit_nowait(c) for c in commands]
+    results = [await p for p in pending]
+    assert all(r is not None for r in results)
+    assert [r.seq for r in results if r is not None] == list(range(3, 10))
+
+
+@pytest.mark.parametrize("known", [False, True], ids=["counter read", "counter known"])
+async def test_a_post_waiting_on_a_removal_in_another_transaction_is_refused(
+    database_url: str, chat: Chat, known: bool
+) -> None:
+    # Another node's removal holds the room (PostgreSQL: its row lock; SQLite: the write
+    # lock) when the post's batch starts: the memberships are read once it committed.
+    room = await chat.room(joined=("alice", "bob"))
+    if known:
+        await chat.post(room.id, "alice", "this node knows the counter now")
+    remove = "DELETE FROM memberships WHERE room_id = :room AND user_id = 'bob'"
+    count = "UPDATE rooms SET last_seq = last_seq + 1, member_count = member_count - 1 "
+    count += "WHERE id = :room"
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as blocker:
+            if database_url.startswith("sqlite"):
+                await blocker.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                await blocker.execute(
+                    sql_text("SELECT 1 FROM rooms WHERE id = :room FOR UPDATE"), {"room": room.id}
+                )
+            await blocker.execute(sql_text(remove), {"room": room.id})
+            await blocker.execute(sql_text(count), {"room": room.id})
+            post = asyncio.create_task(
+                refused(
+                    ErrorCode.NOT_A_MEMBER,
+                    PostMessage(chat.draft(room.id, "bob", "racing the removal")),
+                    chat.store,
+                )
+            )
+            await asyncio.sleep(0.3)
+            assert not post.done()  # it waits for the lock
+            await blocker.commit()
+        await post
+    finally:
+        await engine.dispose()
 
 
 async def test_a_full_room_refuses_joins_without_burning_a_seq(chat: Chat) -> None:

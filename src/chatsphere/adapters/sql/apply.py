@@ -11,11 +11,13 @@ Message inserts, the bulk of the traffic, are deferred and written with one
 
 A batch of posts alone numbers its messages from the counters this node committed
 last, when it knows every room's (see ``counters.py``), and writes them back guarded
-instead of reading them first. Such a batch needs no connection until it is stored:
-:meth:`BatchApplier.plan_known` numbers it and returns its statements, which the store
-runs in the writer thread (SQLite) or sends from the event loop (PostgreSQL,
-``pipelined.py``). If a guard (or a unique key) refuses them, the store runs the batch
-again the long way.
+instead of reading them first: the guard also requires the batch's posters to still be
+joined members, which the long path reads (the service's caches hear of a removal only
+once it has committed, so a post can be queued behind its sender's removal). Such a
+batch needs no connection until it is stored: :meth:`BatchApplier.plan_known` numbers
+it and returns its statements, which the store runs in the writer thread (SQLite) or
+sends from the event loop (PostgreSQL, ``pipelined.py``). If a guard (or a unique key)
+refuses them, the store runs the batch again the long way.
 
 A new message is logged once: its ``messages`` row, numbered with the room's ``seq``,
 is its entry in the room's event log, and ``room_events`` holds every other kind of
@@ -52,7 +54,7 @@ from ...ports.store import (
 from ...protocol.codec import room_event_frame
 from ...protocol.views import member_view, message_view, room_view
 from . import schema as t
-from .bulk import BulkStatements, Cursor, Statement, StatementLog
+from .bulk import BulkStatements, CounterMove, Cursor, Statement, StatementLog
 from .codec import (
     dumps,
     member_row,
@@ -103,6 +105,9 @@ class _Pending:
     events: list[dict[str, Any]] = field(default_factory=list)
     mentions: list[dict[str, Any]] = field(default_factory=list)
     replies: dict[str, int] = field(default_factory=dict)
+    #: The posters per room of a batch numbered from known counters, whose counter
+    #: guard also checks that they are still members.
+    posters: dict[str, set[str]] = field(default_factory=dict)
 
 
 def _scrubbed(kind: str, data: dict[str, Any]) -> dict[str, Any] | None:
@@ -127,21 +132,12 @@ def _mention_rows(
     ]
 
 
-#: Removals a node remembers (:attr:`BatchApplier.removed`); past that the oldest is
-#: forgotten, long after any send checked before it was stored or refused.
-REMEMBERED_REMOVALS = 10_000
-
-
-def _poster(command: PostMessage) -> tuple[str, str]:
-    return command.message.room_id, command.message.sender_id
-
-
 def _speaker(command: WriteCommand) -> tuple[str, str] | None:
     """(room, user) of a command that adds a member's words to a room (a post, an edit, a
     reaction): the user must still be a joined member when it commits."""
     match command:
         case PostMessage():
-            return _poster(command)
+            return command.message.room_id, command.message.sender_id
         case EditMessage():
             return command.room_id, command.editor_id
         case AddReaction():
@@ -174,12 +170,6 @@ class BatchApplier:
         #: The counters this node committed last (one batch at a time: see counters.py);
         #: the store tells it when a batch committed or failed.
         self.counters = RoomCounters()
-        #: (room, user) pairs this node removed from rooms, oldest first. A send checked
-        #: against the caches just before a removal reached them can be queued behind
-        #: the removal; these pairs' posts take the long path, which reads membership
-        #: (as every edit and reaction does). A pair leaves when that read finds it
-        #: joined again.
-        self.removed: dict[tuple[str, str], None] = {}
 
     def apply(self, conn: Connection, commands: list[WriteCommand]) -> list[Outcome]:
         """Apply ``commands`` in the open transaction of ``conn``; one outcome each.
@@ -207,9 +197,6 @@ class BatchApplier:
                 read = self._sql.batch_state(
                     raw, rooms, sorted(wanted), sorted(speakers), lock=self._lock_rows
                 )
-                if self.removed:
-                    for pair in read.joined:  # joined again since
-                        self.removed.pop(pair, None)
                 states = {
                     room_id: _RoomState(
                         last_seq,
@@ -239,9 +226,6 @@ class BatchApplier:
         """
         if not all(isinstance(c, PostMessage) for c in commands):
             return None
-        removed = self.removed
-        if removed and any(_poster(c) in removed for c in commands if isinstance(c, PostMessage)):
-            return None
         rooms = sorted({_room_of(c) for c in commands})
         known = self.counters.known(rooms)
         if known is None:
@@ -267,8 +251,9 @@ class BatchApplier:
 
     def refused(self, exc: Exception, rooms: list[str]) -> None:
         """A batch numbered from known counters was refused by ``exc`` (an integrity
-        error): hold ``rooms`` off if a counter had moved; after a duplicate client id
-        the counters this node knows are still the stored ones."""
+        error): hold ``rooms`` off if a guard failed (a counter had moved, or a poster is
+        no longer a member); after a duplicate client id the counters this node knows are
+        still the stored ones."""
         if _counter_moved(exc):
             self.counters.refused(rooms)
         else:
@@ -299,42 +284,32 @@ class BatchApplier:
             if joined is not None and (speaker := _speaker(command)) and speaker not in joined:
                 outcomes.append(not_a_member(speaker[0]))
                 continue
-            if isinstance(command, PostMessage) and command.message.client_message_id:
-                key = _client_key(command)
-                if key in taken:
-                    outcomes.append(_duplicate())
-                    continue
-                taken.add(key)  # a second copy later in this same batch is one too
+            if isinstance(command, PostMessage):
+                if command.message.client_message_id:
+                    key = _client_key(command)
+                    if key in taken:
+                        outcomes.append(_duplicate())
+                        continue
+                    taken.add(key)  # a second copy later in this same batch is one too
+                if known is not None:
+                    room_posters = pending.posters.get(command.message.room_id)
+                    if room_posters is None:
+                        room_posters = pending.posters[command.message.room_id] = set()
+                    room_posters.add(command.message.sender_id)
             try:
                 outcomes.append(self._apply_one(conn, command, state, pending))
             except ChatError as exc:
                 outcomes.append(exc)
                 continue
+            if joined is None:
+                continue
             if isinstance(command, RemoveMember):
-                self._note_removed(command.room_id, command.user_id, joined)
-            elif (
-                isinstance(command, AddMember)
-                and joined is not None
-                and command.member.state is MembershipState.JOINED
-            ):
+                joined.discard((command.room_id, command.user_id))
+            elif isinstance(command, AddMember) and command.member.state is MembershipState.JOINED:
                 joined.add((command.member.room_id, command.member.user_id))
         self._flush(cursor, pending, states, known)
         self.counters.stage({room_id: state.last_seq for room_id, state in states.items()})
         return outcomes
-
-    def _note_removed(
-        self, room_id: str, user_id: str, joined: set[tuple[str, str]] | None
-    ) -> None:
-        """``user_id`` left ``room_id`` in this batch: their later posts are refused here,
-        and in later batches read their membership first."""
-        pair = (room_id, user_id)
-        if joined is not None:
-            joined.discard(pair)
-        removed = self.removed
-        removed.pop(pair, None)
-        removed[pair] = None
-        if len(removed) > REMEMBERED_REMOVALS:
-            del removed[next(iter(removed))]
 
     def _flush(
         self,
@@ -346,7 +321,9 @@ class BatchApplier:
         if known is not None:
             # Guarded, and first: a stale counter fails the batch before its rows are sent.
             moves = [
-                (room_id, known[room_id], state.last_seq)
+                CounterMove(
+                    room_id, known[room_id], state.last_seq, sorted(pending.posters[room_id])
+                )
                 for room_id, state in states.items()
                 if state.last_seq != known[room_id]
             ]

@@ -54,6 +54,22 @@ class PipelineExitNoise(logging.Filter):
 logging.getLogger("psycopg").addFilter(PipelineExitNoise())
 
 
+#: The stored state of a joined member.
+JOINED = MembershipState.JOINED.value
+
+
+@dataclass(frozen=True, slots=True)
+class CounterMove:
+    """A room's counter moved by a batch numbered from known counters
+    (:meth:`BulkStatements.advance_counters`)."""
+
+    room_id: str
+    expected: int
+    new: int
+    #: The batch's posters in the room (distinct), who must still be joined members.
+    posters: list[str]
+
+
 @dataclass(frozen=True, slots=True)
 class BatchState:
     """What a batch on the long path reads first (:meth:`BulkStatements.batch_state`)."""
@@ -141,14 +157,20 @@ class BulkStatements:
             )
         if self._postgres:
             self._advance_rooms = (
-                "UPDATE rooms SET last_seq = CASE WHEN rooms.last_seq = v.expected THEN v.seq END "
-                "FROM json_to_recordset(%s::json) AS v(id varchar, seq bigint, expected bigint) "
+                "UPDATE rooms SET last_seq = CASE WHEN rooms.last_seq = v.expected AND "
+                "(SELECT count(*) FROM memberships AS m WHERE m.room_id = v.id "
+                f"AND m.user_id = ANY(v.posters) AND m.state = '{JOINED}') "
+                "= cardinality(v.posters) THEN v.seq END "
+                "FROM json_to_recordset(%s::json) "
+                "AS v(id varchar, seq bigint, expected bigint, posters varchar[]) "
                 "WHERE rooms.id = v.id"
             )
         else:
             self._advance_rooms = (
-                f"UPDATE rooms SET last_seq = CASE WHEN last_seq = {self._named('expected')} "
-                f"THEN {self._named('seq')} END WHERE id = {self._named('target')}"
+                "UPDATE rooms SET last_seq = CASE WHEN last_seq = :expected AND "
+                "(SELECT count(*) FROM memberships WHERE room_id = :target "
+                f"AND state = '{JOINED}' AND user_id IN (SELECT value FROM json_each(:posters))) "
+                "= :n THEN :seq END WHERE id = :target"
             )
         self._add_replies = (
             f"UPDATE messages SET reply_count = reply_count + {self._named('n')} "
@@ -287,21 +309,31 @@ class BulkStatements:
         return BatchState(counters, taken, members)
 
     def _joined_pairs(self, pairs: Sequence[tuple[str, str]]) -> tuple[str, Sequence[Any]]:
-        """The lookup of which (room, user) pairs are joined members: a seek each in the
-        memberships primary key."""
-        joined = f"m.state = '{MembershipState.JOINED.value}'"
+        """The lookup of which (room, user) pairs are joined members: one probe each of
+        the memberships primary key.
+
+        Written as probes rather than a join: as a join, PostgreSQL planned a hash join
+        over a scan of every membership for 200 pairs against a few thousand rows (and
+        SQLite, once ANALYZE has run, a scan behind a Bloom filter).
+        """
         if self._postgres:
             rooms, users = (list(column) for column in zip(*pairs, strict=True))
+            probe = (
+                "SELECT 1 FROM memberships AS m WHERE m.room_id = k.r AND m.user_id = k.u "
+                f"AND m.state = '{JOINED}' LIMIT 1"
+            )
             sql = (
-                "SELECT m.room_id, m.user_id FROM unnest(%s::varchar[], %s::varchar[]) "
-                "AS k(r, u) JOIN memberships AS m ON m.room_id = k.r AND m.user_id = k.u "
-                f"WHERE {joined}"
+                "SELECT k.r, k.u FROM unnest(%s::varchar[], %s::varchar[]) AS k(r, u) "
+                f"CROSS JOIN LATERAL ({probe}) AS found"
             )
             return sql, [rooms, users]
         values = ", ".join(["(?, ?)"] * len(pairs))
+        state = (
+            "SELECT m.state FROM memberships AS m "
+            "WHERE m.room_id = k.column1 AND m.user_id = k.column2"
+        )
         sql = (
-            f"SELECT m.room_id, m.user_id FROM (VALUES {values}) AS k JOIN memberships AS m "
-            f"ON m.room_id = k.column1 AND m.user_id = k.column2 WHERE {joined}"
+            f"SELECT k.column1, k.column2 FROM (VALUES {values}) AS k WHERE ({state}) = '{JOINED}'"
         )
         return sql, [v for pair in pairs for v in pair]
 
@@ -318,28 +350,43 @@ class BulkStatements:
         """Raise each thread root's reply count by the replies this batch adds to it."""
         cursor.executemany(self._add_replies, [{"target": k, "n": n} for k, n in counts.items()])
 
-    def advance_counters(self, cursor: Cursor, moves: Sequence[tuple[str, int, int]]) -> None:
-        """Move each room's last seq from the value this node knew to the batch's: (id,
-        expected, new) in id order.
+    def advance_counters(self, cursor: Cursor, moves: Sequence[CounterMove]) -> None:
+        """Move each room's last seq from the value this node knew to the batch's, in id
+        order, if every poster of the batch in that room is still a joined member.
 
-        Guarded, for numbers taken without reading the counters (counters.py): a room
-        whose stored counter is not ``expected`` would be set to NULL, which its NOT NULL
+        Guarded, for numbers taken without reading the counters (counters.py) or the
+        memberships: a room whose stored counter is not ``expected``, or one of whose
+        posters is no longer a member, would be set to NULL, which its NOT NULL
         constraint refuses, so the statement fails with an IntegrityError and the
-        transaction with it. On PostgreSQL the rooms are first locked in id order, as
+        transaction with it; the batch then runs again the long way, which tells which
+        post it was. On PostgreSQL the rooms are first locked in id order, as
         :meth:`batch_state` locks them, so nodes writing to the same rooms queue up
-        rather than deadlock.
+        rather than deadlock, and the memberships are read once another node's removal
+        holding the lock has committed.
         """
         if self._postgres:
-            where, params = self._any_of("id", [room for room, _, _ in moves])
+            where, params = self._any_of("id", [move.room_id for move in moves])
             self._unprepared(
                 cursor, f"SELECT 1 FROM rooms WHERE {where} ORDER BY id FOR UPDATE", params
             )
-            values = [{"id": room, "seq": seq, "expected": old} for room, old, seq in moves]
+            values = [
+                {"id": m.room_id, "seq": m.new, "expected": m.expected, "posters": m.posters}
+                for m in moves
+            ]
             self._unprepared(cursor, self._advance_rooms, [orjson.dumps(values).decode()])
             return
         cursor.executemany(
             self._advance_rooms,
-            [{"target": room, "expected": old, "seq": seq} for room, old, seq in moves],
+            [
+                {
+                    "target": m.room_id,
+                    "expected": m.expected,
+                    "seq": m.new,
+                    "posters": orjson.dumps(m.posters).decode(),
+                    "n": len(m.posters),
+                }
+                for m in moves
+            ],
         )
 
     def write_counters(self, cursor: Cursor, counters: Iterable[tuple[str, int, int]]) -> None:
