@@ -1291,17 +1291,22 @@ async def test_posts_of_a_removed_member_are_refused_until_they_join_again(chat:
     assert (await chat.post(room.id, "bob", "back again")).seq == 7
 
 
+async def remove_on_another_node(database_url: str, room_id: str, user_id: str) -> None:
+    """Another node (a store of its own on the same database) removes ``user_id``."""
+    other = SqlStore(database_url)
+    await other.open()
+    try:
+        assert await other.commit(RemoveMember(room_id, user_id, "alice", now())) is not None
+    finally:
+        await other.close()
+
+
 async def test_a_removal_by_another_node_refuses_the_removed_members_posts_here(
     database_url: str, chat: Chat
 ) -> None:
     room = await chat.room(joined=("alice", "bob"))
     await chat.post(room.id, "bob", "this node knows the counter now")
-    other = SqlStore(database_url)
-    await other.open()
-    try:
-        assert await other.commit(RemoveMember(room.id, "bob", "alice", now())) is not None
-    finally:
-        await other.close()
+    await remove_on_another_node(database_url, room.id, "bob")
     await refused(
         ErrorCode.NOT_A_MEMBER,
         PostMessage(chat.draft(room.id, "bob", "checked against a stale cache")),
@@ -1318,12 +1323,7 @@ async def test_another_nodes_removal_stays_final_after_this_node_reads_the_count
     # posts from a counter that includes the removal: only the memberships can tell.
     room = await chat.room(joined=("alice", "bob"))
     said = await chat.post(room.id, "alice", "this node knows the counter now")
-    other = SqlStore(database_url)
-    await other.open()
-    try:
-        assert await other.commit(RemoveMember(room.id, "bob", "alice", now())) is not None
-    finally:
-        await other.close()
+    await remove_on_another_node(database_url, room.id, "bob")
     if reread == "reaction":
         await chat.store.commit(AddReaction(room.id, said.id, "alice", "🔥", now()))
     elif reread == "batch with a new room":
