@@ -155,6 +155,8 @@ class BulkStatements:
                 f"UPDATE rooms SET last_seq = {self._named('seq')}, "
                 f"member_count = {self._named('members')} WHERE id = {self._named('target')}"
             )
+        #: PostgreSQL's guarded counter write, the whole batch in one statement (SQLite's:
+        #: :meth:`_sqlite_advance`).
         self._advance_rooms = (
             "UPDATE rooms SET last_seq = CASE WHEN rooms.last_seq = v.expected AND "
             "(SELECT count(*) FROM memberships AS m WHERE m.room_id = v.id "
